@@ -1,0 +1,27 @@
+# The gateway image: one Flask replica served by gunicorn.
+# PYTHON_IMAGE defaults to the official image; on a host with no registry
+# `make up` builds a Debian-based one first and names it in .env.
+ARG PYTHON_IMAGE=python:3.13-slim
+FROM ${PYTHON_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH
+
+# Dependencies first, so code changes rebuild in seconds.
+COPY requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
+
+WORKDIR /app
+COPY gateway.py gunicorn.conf.py healthcheck.py ./
+
+# A numeric, non-root user: it needs no passwd entry, so any base image works.
+USER 10001:10001
+
+EXPOSE 8000
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python3", "healthcheck.py"]
+
+# Exec form: gunicorn is PID 1 and receives SIGTERM itself.
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "gateway:create_app()"]

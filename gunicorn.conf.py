@@ -1,0 +1,75 @@
+"""gunicorn settings for one gateway replica.
+
+Every value comes from an environment variable with a default that works in the
+Compose stack; .env.example documents them all.
+"""
+
+import os
+import pathlib
+import time
+
+
+def env(name, default):
+    return os.environ.get(name, str(default))
+
+
+#
+# Server socket
+#
+# The port is fixed: nginx/nginx.conf.template and the healthcheck name it too.
+bind = "0.0.0.0:8000"
+
+#
+# Worker processes
+#
+# Five replicas share two cores, so each replica runs one process and takes its
+# concurrency from threads; more processes per replica only add memory.
+# gthread (not sync) keeps nginx's upstream keepalive connections open.
+workers = int(env("GUNICORN_WORKERS", 1))
+worker_class = "gthread"
+threads = int(env("GUNICORN_THREADS", 4))
+# Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
+# connections first and never reuses one gunicorn is closing.
+keepalive = int(env("GUNICORN_KEEPALIVE", 65))
+timeout = int(env("GUNICORN_TIMEOUT", 30))
+# Must stay below Compose's stop_grace_period (30 s) minus the drain delay,
+# or Docker SIGKILLs workers still finishing requests.
+graceful_timeout = int(env("GUNICORN_GRACEFUL_TIMEOUT", 20))
+# The heartbeat file must live on tmpfs: the root filesystem is read-only.
+worker_tmp_dir = "/dev/shm"
+# gunicorn 27's control socket would be created under $HOME, which a read-only,
+# passwd-less container does not have; nothing here uses it.
+control_socket_disable = True
+
+#
+# Logging
+#
+accesslog = "-" if env("GUNICORN_ACCESS_LOG", "true").lower() == "true" else None
+errorlog = "-"
+loglevel = env("GUNICORN_LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}i)s'
+
+#
+# Graceful shutdown
+#
+# On SIGTERM the replica first reports 503 on /readyz for GATEWAY_DRAIN_SECONDS
+# while still serving, so a balancer that reads readiness (Kubernetes, a
+# readiness-aware proxy) stops sending work before gunicorn closes its socket.
+drain_seconds = float(env("GATEWAY_DRAIN_SECONDS", 2))
+drain_flag = pathlib.Path(env("GATEWAY_DRAIN_FLAG", "/dev/shm/gateway-draining"))
+
+
+def on_starting(server):
+    drain_flag.unlink(missing_ok=True)
+
+
+def when_ready(server):
+    graceful_stop = server.handle_term
+
+    def drain_then_stop():
+        server.log.info("SIGTERM: not ready, draining for %ss", drain_seconds)
+        drain_flag.touch()
+        time.sleep(drain_seconds)
+        graceful_stop()
+
+    server.handle_term = drain_then_stop

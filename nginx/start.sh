@@ -1,0 +1,29 @@
+#!/bin/sh
+# Render nginx.conf.template with the settings from the environment, then run nginx.
+#   start.sh           render and run nginx in the foreground (the container's command)
+#   start.sh test      render and check the configuration (nginx -t)
+#   start.sh reload    render again and reload the running nginx without dropping requests
+set -eu
+
+: "${NGINX_ACCESS_LOG:=/dev/stdout}"
+: "${NGINX_RESOLVE_SECONDS:=2}"
+: "${NGINX_FAIL_TIMEOUT:=5}"
+: "${RATE_LIMIT_PER_SECOND:=2000}"
+: "${RATE_LIMIT_BURST:=4000}"
+: "${CONNECTIONS_PER_CLIENT:=512}"
+: "${MAX_BODY_SIZE:=1m}"
+export NGINX_ACCESS_LOG NGINX_RESOLVE_SECONDS NGINX_FAIL_TIMEOUT RATE_LIMIT_PER_SECOND \
+    RATE_LIMIT_BURST CONNECTIONS_PER_CLIENT MAX_BODY_SIZE
+
+rendered=/tmp/nginx.conf
+# Only our own variables are replaced: nginx's $variables stay as they are.
+envsubst '${NGINX_ACCESS_LOG} ${NGINX_RESOLVE_SECONDS} ${NGINX_FAIL_TIMEOUT}
+    ${RATE_LIMIT_PER_SECOND} ${RATE_LIMIT_BURST} ${CONNECTIONS_PER_CLIENT} ${MAX_BODY_SIZE}' \
+    </etc/nginx/gateway/nginx.conf.template >"$rendered"
+
+case "${1:-run}" in
+    run) exec nginx -c "$rendered" -g 'daemon off;' ;;
+    test) exec nginx -t -c "$rendered" ;;
+    reload) exec nginx -c "$rendered" -s reload ;;
+    *) echo "usage: start.sh [run|test|reload]" >&2; exit 2 ;;
+esac
