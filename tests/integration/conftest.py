@@ -1,5 +1,6 @@
 """One real stack for the whole session: its own Compose project and a free port."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -86,7 +87,15 @@ def stack(request, docker_client):
 
     project = f"gatewaytest{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "GATEWAY_PORT": str(port)}
+    env = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": project,
+        "GATEWAY_PORT": str(port),
+        # An image of its own: a user's image (or another test run's) is never replaced,
+        # and replicas added by scaling run exactly the code under test.
+        "APP_IMAGE": f"{project}-app",
+        "APP_VERSION": "test",
+    }
     running = Stack(f"http://127.0.0.1:{port}", project, env, docker_client)
     try:
         running.compose("up", "-d", "--build", timeout=900)
@@ -96,6 +105,8 @@ def stack(request, docker_client):
         if request.session.testsfailed:
             print(running.compose("logs", "--tail=30", check=False).stdout)
         running.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(f"{project}-app:test")
 
 
 @pytest.fixture
