@@ -37,15 +37,61 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.installed ## Install the test and tool dependencies into .venv
 
-test: venv base-images ## Run every test: unit, then integration against a stack of its own
+test: venv base-images k8s-tools ## Run every test: unit, then integration against a stack of its own
 	$(VENV)/bin/pytest
 
 unit: venv ## Run the tests that need nothing but Python
 	$(VENV)/bin/pytest tests/unit
 
-lint: venv ## Lint the Python, the nginx config and the compose file
+lint: venv ## Lint the Python, the nginx config and the compose file (also as a Swarm stack)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(COMPOSE) config -q
+	$(VENV)/bin/python swarm/compose_for_stack.py | docker stack config -c - -c swarm/docker-compose.swarm.yml >/dev/null
 
 .PHONY: help base-images up down ps logs reload venv test unit lint
+
+# --- Beyond one machine: Docker Swarm and Kubernetes (README "Beyond one machine") ---
+STACK ?= gateway
+K8S_OVERLAY ?= k8s/overlays/customer-a
+K8S_NAMESPACE ?= gateway-$(notdir $(K8S_OVERLAY))
+# The newest Kubernetes release whose schemas the pinned kubernetes-validate ships.
+KUBERNETES_VERSION ?= 1.37.0
+export STACK K8S_NAMESPACE
+
+swarm-up: venv base-images ## Deploy the stack on Docker Swarm (makes a single-node swarm if none)
+	PYTHON=$(VENV)/bin/python scripts/swarm.sh up
+
+swarm-down: ## Remove the Swarm stack (and leave the swarm if swarm-up made it)
+	scripts/swarm.sh down
+
+swarm-test: venv base-images ## Only the Swarm tests: deploy, every task answers, update under load
+	$(VENV)/bin/pytest -m swarm tests/integration
+
+k8s-tools: ## Make sure kubectl with kustomize v5 is here (apt-get install kubectl if missing)
+	@command -v kubectl >/dev/null || apt-get install -y -q kubectl
+	@kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5' || \
+	  { echo "k8s: kubectl >= 1.27 (kustomize v5) is needed to render k8s/" >&2; exit 1; }
+
+k8s-validate: venv k8s-tools ## Render every k8s overlay and validate it against Kubernetes' schemas
+	mkdir -p artifacts/k8s
+	for overlay in k8s/overlays/*/; do \
+	  rendered=artifacts/k8s/$$(basename $$overlay).yaml; \
+	  kubectl kustomize $$overlay >$$rendered || exit 1; \
+	  $(VENV)/bin/kubernetes-validate --strict --quiet -k $(KUBERNETES_VERSION) $$rendered || exit 1; \
+	  echo "k8s: $$rendered valid for Kubernetes $(KUBERNETES_VERSION)"; \
+	done
+	$(VENV)/bin/pytest -q tests/k8s
+
+k8s-apply: k8s-tools ## Apply K8S_OVERLAY to your kubectl context's cluster, wait for the rollout
+	kubectl apply -k $(K8S_OVERLAY)
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/app --timeout=5m
+	kubectl -n $(K8S_NAMESPACE) rollout status deployment/nginx --timeout=5m
+
+k8s-check: venv k8s-tools ## Port-forward the cluster's gateway to GATEWAY_PORT and run balance-check
+	scripts/k8s-check.sh
+
+k8s-delete: k8s-tools ## Delete what k8s-apply made
+	kubectl delete -k $(K8S_OVERLAY)
+
+.PHONY: swarm-up swarm-down swarm-test k8s-tools k8s-validate k8s-apply k8s-check k8s-delete
