@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the gateway on Docker Swarm from the same docker-compose.yml (README "Beyond one machine").
-#   swarm.sh up     build the app image, deploy the stack, wait until nginx answers /info
+#   swarm.sh up     build the app image, deploy (or update) the stack, wait until it converged
+#                   and nginx answers /info
 #   swarm.sh down   remove the stack and wait until its containers and network are gone
 # STACK names the stack (default: gateway). Settings come from the environment, then .env,
 # as with docker-compose. With no swarm on this engine, `up` makes a single-node one and
@@ -36,10 +37,11 @@ up() {
   fi
   # Stack deploy ignores `build` and no registry is needed on one node: build it here.
   ${COMPOSE:-docker-compose} build app
+  # --detach=false: return once every service has converged, rolling updates included.
   "$python" swarm/compose_for_stack.py docker-compose.yml |
-    docker stack deploy --resolve-image never --prune \
-      -c - -c swarm/docker-compose.swarm.yml "$stack"
-  wait_until_serving "${SWARM_WAIT_SECONDS:-240}"
+    timeout "${SWARM_WAIT_SECONDS:-300}" docker stack deploy --detach=false --quiet \
+      --resolve-image never --prune -c - -c swarm/docker-compose.swarm.yml "$stack"
+  wait_until_serving 60
 }
 
 wait_until_serving() {  # every service at its replica count, then /info answers through nginx
