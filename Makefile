@@ -69,7 +69,7 @@ swarm-test: venv base-images ## Only the Swarm tests: deploy, every task answers
 	$(VENV)/bin/pytest -m swarm tests/integration
 
 k8s-tools: ## Make sure kubectl with kustomize v5 is here (apt-get install kubectl if missing)
-	@command -v kubectl >/dev/null || apt-get install -y -q kubectl
+	@command -v kubectl >/dev/null || { apt-get update -q && apt-get install -y -q kubectl; }
 	@kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5' || \
 	  { echo "k8s: kubectl >= 1.27 (kustomize v5) is needed to render k8s/" >&2; exit 1; }
 
