@@ -95,3 +95,18 @@ k8s-delete: k8s-tools ## Delete what k8s-apply made
 	kubectl delete -k $(K8S_OVERLAY)
 
 .PHONY: swarm-up swarm-down swarm-test k8s-tools k8s-validate k8s-apply k8s-check k8s-delete
+
+# --- Benchmark: the stack against the seed's baseline, nginx's ceiling, one replica ---
+# apt-get needs root; sudo when not.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
+
+bench-tools: ## Install the load generator (wrk, from Debian's packages) when missing
+	@command -v wrk >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q wrk; }
+
+bench: venv base-images bench-tools ## Measure all four setups side by side (~10 min); writes bench/results/
+	$(VENV)/bin/python bench/run.py
+
+# make test runs a short smoke of make bench (tests/integration/test_bench.py), which needs wrk.
+test: bench-tools
+
+.PHONY: bench bench-tools
