@@ -585,7 +585,21 @@ def main():
     (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
     (output / "latest.md").write_text(markdown(report))
     chart(report, output / "latest.png")
+    if output == BENCH / "results":
+        show_in_readme(markdown(report))
     print_closing_note(report, output)
+
+
+def show_in_readme(results):
+    """Put the latest results between the README's bench markers."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
+        results = results.replace("# Benchmark", "#### Latest run", 1)
+        readme.write_text(f"{before}{begin}\n{results}{end}{after}")
 
 
 def print_closing_note(report, output):
