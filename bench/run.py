@@ -158,7 +158,7 @@ def answers(url, close=False):
         return False
 
 
-def start(client, setup, timeout=180):
+def start(client, setup, timeout=120):
     """Start a setup; seconds from `up` until all is healthy and /info answers (None: never)."""
     began = time.monotonic()
     # One service at a time, app first: the baseline's nginx resolves `app` once, at start,
@@ -463,7 +463,9 @@ def chart(report, path):
         latency.plot(levels, [row["p99_ms"]["median"] for row in rows], marker="o", label=label)
     throughput.set(title="Throughput", xlabel="concurrent connections", ylabel="requests/s")
     latency.set(title="p99 latency", xlabel="concurrent connections", ylabel="ms", yscale="log")
+    throughput.set_ylim(bottom=0)
     for axes in (throughput, latency):
+        axes.set_xticks(report["plan"]["concurrency"])
         axes.grid(alpha=0.3)
         axes.legend()
     host = report["machine"]
