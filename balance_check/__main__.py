@@ -1,0 +1,3 @@
+from balance_check.cli import main
+
+raise SystemExit(main())
