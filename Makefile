@@ -37,7 +37,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(VENV)/.installed ## Install the test and tool dependencies into .venv
 
-test: venv base-images k8s-tools ## Run every test: unit, then integration against a stack of its own
+test: venv base-images k8s-tools browser ## Run every test: unit, then integration against a stack of its own
 	$(VENV)/bin/pytest
 
 unit: venv ## Run the tests that need nothing but Python
@@ -110,3 +110,17 @@ bench: venv base-images bench-tools ## Measure all four setups side by side (~10
 test: bench-tools
 
 .PHONY: bench bench-tools
+
+# The balance checker and the page's browser test.
+CHROMIUM ?= chromium
+
+check: venv ## Check how requests spread over the replicas: make check ARGS='--expect-replicas 5'
+	$(VENV)/bin/balance-check $(ARGS)
+
+browser: ## Install headless Chromium (Debian's package) for the page's browser test
+	@command -v $(CHROMIUM) >/dev/null || { \
+	  echo "browser: installing Debian's chromium with apt-get"; \
+	  if [[ $$(id -u) == 0 ]]; then as_root=; else as_root=sudo; fi; \
+	  $$as_root apt-get update -q && $$as_root apt-get install -y -q --no-install-recommends chromium; }
+
+.PHONY: check browser

@@ -1,12 +1,15 @@
-"""Requests through nginx land on every running replica, and only on them."""
+"""Requests through nginx land on every running replica, and only on them.
 
-import collections
+The samples come from balance_check, the same code path as the `balance-check` command.
+"""
+
+from balance_check import Expectations, Identity, check, unmet_expectations
 
 REQUESTS = 300
 
 
 def replicas_by_hostname(stack):
-    """Ask the engine which app replicas run: hostname -> (container name, its IP)."""
+    """Ask the engine which app replicas run: hostname -> their IP addresses."""
     replicas = {}
     for container in stack.containers("app"):
         networks = container.attrs["NetworkSettings"]["Networks"].values()
@@ -14,24 +17,28 @@ def replicas_by_hostname(stack):
     return replicas
 
 
-def test_requests_reach_every_replica(stack, session):
+def test_requests_reach_every_replica(stack):
     replicas = replicas_by_hostname(stack)
     assert len(replicas) == 5, f"expected 5 running replicas, Docker has {sorted(replicas)}"
 
-    answers = collections.Counter()
-    for _ in range(REQUESTS):
-        response = session.get(f"{stack.url}/info", timeout=10)
-        assert response.status_code == 200
-        body = response.json()
-        assert body["ip"] in replicas.get(body["hostname"], set()), (
-            f"{body['hostname']}/{body['ip']} is not a running replica"
-        )
-        answers[body["hostname"]] += 1
-
-    assert set(answers) == set(replicas), f"silent replicas: {set(replicas) - set(answers)}"
-    even_share = REQUESTS / len(replicas)
-    for hostname, count in answers.items():
-        assert 0.5 * even_share <= count <= 1.5 * even_share, f"{hostname}: {count} of {REQUESTS}"
+    # Named by hostname and IP, so every answer can be matched to a running container;
+    # a new connection per request, so nothing but nginx decides where each one goes.
+    result = check(
+        f"{stack.url}/info",
+        requests_total=REQUESTS,
+        concurrency=4,
+        timeout=10,
+        identity=Identity(fields=("hostname", "ip")),
+        new_connections=True,
+    )
+    answered_by = [name.split(" ") for name in result.counts]
+    for hostname, ip in answered_by:
+        assert ip in replicas.get(hostname, set()), f"{hostname}/{ip} is not a running replica"
+    silent = set(replicas) - {hostname for hostname, _ in answered_by}
+    assert not silent, f"silent replicas: {silent}"
+    # No errors, five replicas, each within 0.5x to 1.5x of an even share.
+    assert unmet_expectations(result, Expectations(replicas=5, tolerance=0.5)) == []
+    assert result.requests == REQUESTS
 
 
 def test_response_names_its_replica_and_request(stack, session):
