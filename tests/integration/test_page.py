@@ -1,0 +1,96 @@
+"""The page at / names every running replica, in a real headless Chromium."""
+
+import html
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from balance_check import check
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+# FIELD-NOTES: the flags that let Debian's chromium run headless in a container or CI.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--window-size=1100,860",
+    # Virtual time: the page's 200 ms polls run back to back (about 50 of them), and the
+    # clock stands still while a request is in flight, so a slow machine sees the same.
+    "--virtual-time-budget=10000",
+]
+
+
+def chromium():
+    """Debian's chromium (`make browser` installs it); CI=true fails without it."""
+    path = shutil.which(os.environ.get("CHROMIUM", "chromium"))
+    if path is None:
+        if IN_CI:
+            pytest.fail("CI=true but chromium is missing: `make browser` installs it")
+        pytest.skip("chromium is missing: `make browser` installs it")
+    return path
+
+
+def running_hostnames(stack):
+    return {container.attrs["Config"]["Hostname"] for container in stack.containers("app")}
+
+
+def wait_until_every_replica_answers(stack, hostnames, deadline_seconds=30):
+    """A replica restarted by an earlier test may sit out nginx's fail_timeout; wait it out."""
+    deadline = time.monotonic() + deadline_seconds
+    answered = set()
+    while time.monotonic() < deadline and not hostnames <= answered:
+        result = check(f"{stack.url}/info", requests_total=2 * len(hostnames), concurrency=1)
+        answered = set(result.counts)
+    assert hostnames <= answered, f"never answered through nginx: {hostnames - answered}"
+
+
+def test_page_is_served_as_html_by_nginx(stack, session):
+    response = session.get(f"{stack.url}/")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "X-Served-By" not in response.headers, "the page must come from nginx, not a replica"
+    assert "<title>flask-gateway: who answers?</title>" in response.text
+
+
+def test_page_names_every_running_replica(stack, tmp_path):
+    browser = chromium()
+    hostnames = running_hostnames(stack)
+    assert len(hostnames) == 5
+    wait_until_every_replica_answers(stack, hostnames)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "page.png"
+    screenshot.unlink(missing_ok=True)
+    finished = subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={screenshot}",
+            "--dump-dom",
+            f"{stack.url}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    dom = finished.stdout
+
+    # Each replica's row in the share chart starts with its hostname.
+    named = {html.unescape(name) for name in re.findall(r'<div class="name">([^<]+)<', dom)}
+    assert named == hostnames, f"page names {sorted(named)}, Docker runs {sorted(hostnames)}"
+    assert f"<b>{len(hostnames)} replicas</b> answering" in dom
+    assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot was written"
