@@ -124,6 +124,9 @@ def probe(url, identity, timeout):
             raise TargetError(f"{url!r} is not a valid URL: {error}") from None
         except requests.RequestException as error:
             raise TargetError(f"cannot reach {url}: {error_kind(error)}") from None
+    if response.status_code >= 500:
+        # A balancer's failure is what the run measures: it is counted, not fatal.
+        return
     if not response.ok:
         raise TargetError(f"{url} answered HTTP {response.status_code}, not a replica's answer")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from balance_check import check
+from balance_check.sampling import send_requests
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -46,13 +46,13 @@ def running_hostnames(stack):
     return {container.attrs["Config"]["Hostname"] for container in stack.containers("app")}
 
 
-def wait_until_every_replica_answers(stack, hostnames, deadline_seconds=30):
+def wait_until_every_replica_answers(stack, hostnames, deadline_seconds=60):
     """A replica restarted by an earlier test may sit out nginx's fail_timeout; wait it out."""
     deadline = time.monotonic() + deadline_seconds
     answered = set()
     while time.monotonic() < deadline and not hostnames <= answered:
-        result = check(f"{stack.url}/info", requests_total=2 * len(hostnames), concurrency=1)
-        answered = set(result.counts)
+        samples = send_requests(f"{stack.url}/info", requests_total=2 * len(hostnames))
+        answered |= {sample.replica for sample in samples if sample.replica}
     assert hostnames <= answered, f"never answered through nginx: {hostnames - answered}"
 
 

@@ -49,6 +49,8 @@ class FakeReplicas(BaseHTTPRequestHandler):
         elif self.path == "/sometimes-503":
             # r3's turn fails: every third request.
             self.answer(503 if replica == "r3" else 200, json.dumps({"hostname": replica}))
+        elif self.path == "/first-503":
+            self.answer(503 if replica == "r1" else 200, json.dumps({"hostname": replica}))
         elif self.path == "/sometimes-slow":
             if replica == "r3":
                 time.sleep(1)
@@ -148,6 +150,14 @@ def test_failed_requests_are_counted_by_status(server, capsys):
     assert document["errors"] == {"HTTP 503": 10}
     assert document["unmet"] == ["10 requests failed, more than the 0 allowed"]
     assert {replica["name"] for replica in document["replicas"]} == {"r1", "r2"}
+
+
+def test_a_failing_first_answer_is_measured_not_fatal(server, capsys):
+    status, out, _ = run(capsys, f"{server}/first-503", "-n", "3", "-c", "1", "--json")
+    document = json.loads(out)
+    assert status == 1
+    assert document["errors"] == {"HTTP 503": 1}
+    assert [replica["name"] for replica in document["replicas"]] == ["r2", "r3"]
 
 
 def test_timeouts_are_counted_as_timeouts(server, capsys):
