@@ -46,14 +46,21 @@ def running_hostnames(stack):
     return {container.attrs["Config"]["Hostname"] for container in stack.containers("app")}
 
 
-def wait_until_every_replica_answers(stack, hostnames, deadline_seconds=60):
-    """A replica restarted by an earlier test may sit out nginx's fail_timeout; wait it out."""
+def wait_until_every_replica_answers(stack, deadline_seconds=60):
+    """Return the running replicas once each has answered through nginx.
+
+    A replica restarted by an earlier test may sit out nginx's fail_timeout: wait for it.
+    """
     deadline = time.monotonic() + deadline_seconds
     answered = set()
+    hostnames = running_hostnames(stack)
     while time.monotonic() < deadline and not hostnames <= answered:
         samples = send_requests(f"{stack.url}/info", requests_total=2 * len(hostnames))
         answered |= {sample.replica for sample in samples if sample.replica}
+        hostnames = running_hostnames(stack)
+    assert hostnames, "Docker runs no app replica"
     assert hostnames <= answered, f"never answered through nginx: {hostnames - answered}"
+    return hostnames
 
 
 def test_page_is_served_as_html_by_nginx(stack, session):
@@ -66,9 +73,7 @@ def test_page_is_served_as_html_by_nginx(stack, session):
 
 def test_page_names_every_running_replica(stack, tmp_path):
     browser = chromium()
-    hostnames = running_hostnames(stack)
-    assert len(hostnames) == 5
-    wait_until_every_replica_answers(stack, hostnames)
+    hostnames = wait_until_every_replica_answers(stack)
 
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "page.png"
