@@ -14,7 +14,7 @@ RUN python3 -m venv /opt/venv \
  && pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
 
 WORKDIR /app
-COPY gateway.py gunicorn.conf.py healthcheck.py ./
+COPY gateway.py gateway_logging.py gateway_metrics.py gunicorn.conf.py healthcheck.py ./
 
 # A numeric, non-root user: it needs no passwd entry, so any base image works.
 USER 10001:10001

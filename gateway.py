@@ -9,9 +9,12 @@ import socket
 import time
 from datetime import UTC, datetime
 
-from flask import Flask, jsonify, request
+from flask import Flask, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+import gateway_metrics
+from gateway_logging import json_log_handler, log_format
 
 __version__ = "1.0.0"
 
@@ -36,6 +39,11 @@ def own_address(hostname):
         return socket.gethostbyname(hostname)
     except OSError:
         return None
+
+
+def current_request_id():
+    """The X-Request-ID nginx gave the request being handled, or None outside a request."""
+    return request.headers.get("X-Request-ID") if has_request_context() else None
 
 
 def utc_iso(timestamp):
@@ -65,6 +73,11 @@ def create_app(test_config=None):
     message = app.config["GATEWAY_MESSAGE"] or None
     drain_flag = app.config["GATEWAY_DRAIN_FLAG"]
 
+    gateway_metrics.instrument(app, hostname, identity["version"])
+    if log_format() == "json":
+        # The app's own records (errors) as JSON lines too, with the request they belong to.
+        app.logger.handlers = [json_log_handler(current_request_id)]
+
     @app.get("/info")
     def info():
         now = time.time()
@@ -91,6 +104,10 @@ def create_app(test_config=None):
     @app.after_request
     def name_the_replica(response):
         response.headers["X-Served-By"] = hostname
+        # The id the replica logged, for callers that reach it without nginx.
+        request_id = request.headers.get("X-Request-ID")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
         return response
 
     @app.errorhandler(HTTPException)

@@ -6,6 +6,7 @@ Compose stack; .env.example documents them all.
 
 import os
 import pathlib
+import shutil
 import time
 
 
@@ -44,13 +45,29 @@ control_socket_disable = True
 #
 # Logging
 #
-# Off by default: nginx already logs every request (JSON, with request_id and the
-# replica's address), and a second line per request from the replica cost about a fifth
-# of its CPU per request in `make bench` (README, Performance).
-accesslog = "-" if env("GUNICORN_ACCESS_LOG", "false").lower() == "true" else None
+# On by default: the replica's line with the request id is how one request is followed
+# from nginx into the replica (README, Observability). GUNICORN_ACCESS_LOG=false saves
+# about a fifth of the replica's CPU per request in `make bench` (README, Performance);
+# nginx still logs every request with its request_id and the replica's address.
+accesslog = "-" if env("GUNICORN_ACCESS_LOG", "true").lower() == "true" else None
 errorlog = "-"
 loglevel = env("GUNICORN_LOG_LEVEL", "info")
+# LOG_FORMAT=json (default): one JSON object per line, access and error lines alike
+# (gateway_logging.py); LOG_FORMAT=text: gunicorn's own lines, with this access format.
+logger_class = "gateway_logging.GunicornLogger"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}i)s'
+
+#
+# Metrics
+#
+# Every worker writes its Prometheus values to files in this folder and /metrics adds
+# them up, so the numbers are the replica's whatever worker answers the scrape (one
+# code path for any GUNICORN_WORKERS). On tmpfs: the root filesystem is read-only.
+# Set here, before any worker imports the app and so prometheus_client, which reads
+# it once, at import.
+metrics_dir = pathlib.Path(
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/gateway-metrics")
+)
 
 #
 # Graceful shutdown
@@ -64,6 +81,18 @@ drain_flag = pathlib.Path(env("GATEWAY_DRAIN_FLAG", "/dev/shm/gateway-draining")
 
 def on_starting(server):
     drain_flag.unlink(missing_ok=True)
+    # Values left by an earlier run of this container must not be added to this one's.
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+
+
+def child_exit(server, worker):
+    # Imported here, not at the top: the master must not import prometheus_client
+    # before PROMETHEUS_MULTIPROC_DIR is set, or the workers it forks inherit that.
+    from prometheus_client import multiprocess
+
+    # A dead worker's in-flight gauge must not count any more; its counters still do.
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server):

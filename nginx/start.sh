@@ -12,13 +12,24 @@ set -eu
 : "${RATE_LIMIT_BURST:=4000}"
 : "${CONNECTIONS_PER_CLIENT:=512}"
 : "${MAX_BODY_SIZE:=1m}"
+: "${LOG_FORMAT:=json}"
+: "${METRICS_PUBLIC:=false}"
+case "$LOG_FORMAT" in
+    json | text) ;;
+    *) echo "start.sh: LOG_FORMAT must be json or text, not '$LOG_FORMAT'" >&2; exit 2 ;;
+esac
+case "$METRICS_PUBLIC" in
+    true | false) ;;
+    *) echo "start.sh: METRICS_PUBLIC must be true or false, not '$METRICS_PUBLIC'" >&2; exit 2 ;;
+esac
 export NGINX_ACCESS_LOG NGINX_RESOLVE_SECONDS NGINX_FAIL_TIMEOUT RATE_LIMIT_PER_SECOND \
-    RATE_LIMIT_BURST CONNECTIONS_PER_CLIENT MAX_BODY_SIZE
+    RATE_LIMIT_BURST CONNECTIONS_PER_CLIENT MAX_BODY_SIZE LOG_FORMAT METRICS_PUBLIC
 
 rendered=/tmp/nginx.conf
 # Only our own variables are replaced: nginx's $variables stay as they are.
 envsubst '${NGINX_ACCESS_LOG} ${NGINX_RESOLVE_SECONDS} ${NGINX_FAIL_TIMEOUT}
-    ${RATE_LIMIT_PER_SECOND} ${RATE_LIMIT_BURST} ${CONNECTIONS_PER_CLIENT} ${MAX_BODY_SIZE}' \
+    ${RATE_LIMIT_PER_SECOND} ${RATE_LIMIT_BURST} ${CONNECTIONS_PER_CLIENT} ${MAX_BODY_SIZE}
+    ${LOG_FORMAT} ${METRICS_PUBLIC}' \
     </etc/nginx/gateway/nginx.conf.template >"$rendered"
 
 case "${1:-run}" in

@@ -1,0 +1,122 @@
+"""Real gunicorn with two workers: /metrics is the replica's sum, logs are JSON lines."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_REQUESTS = 400
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory):
+    """gunicorn.conf.py with two workers on a free local port; yields (url, metrics dir, logs)."""
+    folder = tmp_path_factory.mktemp("gunicorn")
+    metrics_dir = folder / "metrics"
+    port = free_port()
+    env = {
+        **os.environ,
+        "GUNICORN_WORKERS": "2",
+        "LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "GATEWAY_DRAIN_FLAG": str(folder / "draining"),
+        "GATEWAY_DRAIN_SECONDS": "0",
+    }
+    env.pop("prometheus_multiproc_dir", None)
+    stdout, stderr = folder / "stdout", folder / "stderr"
+    with stdout.open("w") as out, stderr.open("w") as err:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
+            + ["--bind", f"127.0.0.1:{port}", "gateway:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{url}/healthz", timeout=2)
+                break
+            except requests.RequestException:  # not listening, or no worker yet
+                assert server.poll() is None, stderr.read_text()
+                assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
+                time.sleep(0.1)
+        yield url, metrics_dir, (stdout, stderr)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def info_requests_counted(url):
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "gateway_http_requests_total" and sample.labels == {
+                "endpoint": "/info",
+                "status": "200",
+            }:
+                return sample.value
+    return 0
+
+
+def get_info(url, number):
+    response = requests.get(
+        f"{url}/info", headers={"X-Request-ID": f"unit-trace-{number:04d}"}, timeout=10
+    )
+    assert response.status_code == 200
+    return response.json()["pid"]
+
+
+def test_metrics_add_up_every_worker(gunicorn):
+    url, metrics_dir, _ = gunicorn
+    before = info_requests_counted(url)
+    pids, sent = set(), 0
+    # Concurrent requests, until both workers have answered some.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while len(pids) < 2 and sent < MAX_REQUESTS:
+            pids |= set(pool.map(lambda n: get_info(url, n), range(sent, sent + 40)))
+            sent += 40
+    assert len(pids) == 2, f"one worker answered all {sent} requests"
+    assert info_requests_counted(url) - before == sent
+
+    # A worker that dies: gunicorn replaces it, its requests still count, and its
+    # in-flight gauge file is gone (child_exit -> mark_process_dead).
+    dead = pids.pop()
+    os.kill(dead, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (metrics_dir / f"gauge_livesum_{dead}.db").exists():
+        assert time.monotonic() < deadline, "the dead worker's gauge file stayed"
+        time.sleep(0.1)
+    assert info_requests_counted(url) - before == sent
+    assert (metrics_dir / f"counter_{dead}.db").exists()
+
+
+def test_every_log_line_is_json_and_access_lines_carry_the_id(gunicorn):
+    url, _, (stdout, stderr) = gunicorn
+    get_info(url, 9999)
+    time.sleep(0.2)  # the access line is written after the response
+    access = [json.loads(line) for line in stdout.read_text().splitlines()]
+    errors = [json.loads(line) for line in stderr.read_text().splitlines()]
+    assert {entry["logger"] for entry in access} == {"gunicorn.access"}
+    assert any(entry["message"].startswith("Booting worker") for entry in errors)
+    (line,) = [entry for entry in access if entry["request_id"] == "unit-trace-9999"]
+    assert (line["path"], line["status"]) == ("/info", 200)
