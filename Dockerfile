@@ -20,7 +20,7 @@ COPY gateway.py gateway_logging.py gateway_metrics.py gunicorn.conf.py healthche
 USER 10001:10001
 
 EXPOSE 8000
-HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python3", "healthcheck.py"]
 
 # Exec form: gunicorn is PID 1 and receives SIGTERM itself.

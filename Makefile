@@ -124,3 +124,13 @@ browser: ## Install headless Chromium (Debian's package) for the page's browser 
 	  $$as_root apt-get update -q && $$as_root apt-get install -y -q --no-install-recommends chromium; }
 
 .PHONY: check browser
+
+# --- Chaos and rollout: zero lost requests while replicas crash, scale and roll ---------
+chaos: venv base-images ## Run only the chaos tests (crash, stop, hang, scale, roll, reload under load)
+	$(VENV)/bin/pytest -m chaos tests/integration
+
+rollout: ## Rebuild the app image and replace every replica one by one, losing no request
+	$(COMPOSE) build app
+	scripts/rollout.sh
+
+.PHONY: chaos rollout

@@ -95,6 +95,12 @@ def stack(request, docker_client):
         # and replicas added by scaling run exactly the code under test.
         "APP_IMAGE": f"{project}-app",
         "APP_VERSION": "test",
+        # Every test request comes from one address (127.0.0.1): the per-client limits
+        # would throttle the load the tests make on purpose. test_bad_input proves the
+        # limits on a stack of its own.
+        "RATE_LIMIT_PER_SECOND": "100000",
+        "RATE_LIMIT_BURST": "100000",
+        "CONNECTIONS_PER_CLIENT": "4096",
     }
     running = Stack(f"http://127.0.0.1:{port}", project, env, docker_client)
     try:

@@ -1,0 +1,243 @@
+"""Chaos under load: replicas crash, stop, hang, scale and roll, nginx reloads; GETs keep flowing.
+
+Every scenario runs SteadyTraffic (concurrent GET /info through nginx, a new connection per
+request) around the event, prints `sent / failed / longest gap`, and asserts that not one
+request failed. nginx makes that possible: a GET that meets a dead, stopping or hung replica
+is retried on the next one (proxy_next_upstream) before anything reaches the client. Run
+these alone with `make chaos`.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+from conftest import ROOT
+from steady_traffic import SteadyTraffic
+
+pytestmark = pytest.mark.chaos
+
+REPLICAS = 5
+# The stack's defaults (docker-compose.yml): the bounds below are derived from them.
+NGINX_READ_TIMEOUT = 5
+NGINX_FAIL_TIMEOUT = 5
+NGINX_RESOLVE_SECONDS = 2
+GUNICORN_THREADS = 4
+CLOSE = {"Connection": "close"}
+
+
+@pytest.fixture(scope="module")
+def report(request):
+    """Write one line per scenario to the terminal, even while pytest captures output."""
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    lines = []
+
+    def report_line(line):
+        lines.append(line)
+        terminal.write_line(f" {line}")
+
+    yield report_line
+    terminal.write_line("")
+    terminal.write_line("chaos scenarios (steady GET traffic through nginx):")
+    for line in lines:
+        terminal.write_line(f"  {line}")
+
+
+@pytest.fixture(scope="module")
+def chaos_stack(stack):
+    """The session's stack; afterwards nginx has re-resolved and forgiven every failure."""
+    yield stack
+    time.sleep(NGINX_RESOLVE_SECONDS + NGINX_FAIL_TIMEOUT)
+
+
+@pytest.fixture(autouse=True)
+def five_healthy_replicas(chaos_stack):
+    """Each scenario starts and ends with five healthy replicas, whatever it broke."""
+    yield
+    # `up` also starts replicas that were stopped by hand (docker stop / docker kill).
+    chaos_stack.compose("up", "-d", "--no-deps", "--scale", f"app={REPLICAS}", "app")
+    chaos_stack.wait_until_healthy()
+
+
+def traffic(stack):
+    return SteadyTraffic(f"{stack.url}/info", clients=6)
+
+
+def wait_for(condition, timeout=240, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not true after {timeout}s"
+        time.sleep(0.5)
+
+
+def healthy_after_restart(container, restarts_before):
+    container.reload()
+    state = container.attrs["State"]
+    return (
+        container.attrs["RestartCount"] > restarts_before
+        and state["Running"]
+        and state["Health"]["Status"] == "healthy"
+    )
+
+
+def crash(container):
+    """SIGKILL the replica's gunicorn from the host: a crash, which Docker's restart heals."""
+    os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize("victims", [1, 2], ids=["one", "two-at-once"])
+def test_crashed_replicas_come_back_and_no_request_fails(chaos_stack, report, victims):
+    replicas = chaos_stack.containers("app")[:victims]
+    restarts = {replica.id: replica.attrs["RestartCount"] for replica in replicas}
+    with traffic(chaos_stack) as load:
+        load.run_for(2)
+        for replica in replicas:
+            crash(replica)
+        for replica in replicas:
+            wait_for(
+                lambda r=replica: healthy_after_restart(r, restarts[r.id]),
+                what=f"{replica.name} restarted by Docker and healthy",
+            )
+        load.run_for(2)
+    report(load.summary(f"SIGKILL {victims} replica(s), Docker restarts them"))
+    # A request in flight on a killed replica is retried on another one by nginx, unless
+    # its answer had begun: gunicorn sends the status line and headers, then the body, and
+    # nginx passes the headers on at once, so a kill between the two writes leaves the
+    # client a cut-off answer that nothing can retry. Only those can fail, and only as many
+    # as the killed replicas had requests in progress (GUNICORN_THREADS each).
+    cut_off = [f for f in load.failures if f.error and "IncompleteRead" in f.error]
+    assert cut_off == load.failures, "a failure other than an answer cut off by the kill"
+    assert len(load.failures) <= min(load.clients, victims * GUNICORN_THREADS)
+
+
+def test_docker_kill_is_a_manual_stop_and_no_request_fails(chaos_stack, report):
+    (replica, *_) = chaos_stack.containers("app")
+    with traffic(chaos_stack) as load:
+        load.run_for(2)
+        replica.kill()
+        load.run_for(NGINX_RESOLVE_SECONDS + 3)
+    report(load.summary("docker kill 1 replica (stays down: a stop by hand)"))
+    assert load.failures == []
+    replica.reload()
+    # Docker's restart policy ignores a container stopped through its API; `up` starts it.
+    assert replica.status == "exited"
+
+
+def test_sigterm_drains_in_flight_requests_and_no_request_fails(chaos_stack, report):
+    (replica, *_) = chaos_stack.containers("app")
+    with traffic(chaos_stack) as load:
+        load.run_for(2)
+        # docker stop: SIGTERM to gunicorn (PID 1), /readyz 503, drain, graceful exit.
+        replica.stop()
+        replica.reload()
+        exit_code = replica.attrs["State"]["ExitCode"]
+        replica.start()
+        wait_for(lambda: healthy_after_restart(replica, -1), what="stopped replica back")
+        load.run_for(NGINX_RESOLVE_SECONDS + 1)
+    report(load.summary("SIGTERM 1 replica, then start it again"))
+    assert exit_code == 0, "gunicorn did not exit by itself: SIGTERM missed it or it was killed"
+    assert load.failures == []
+
+
+def test_scaling_5_10_3_5_loses_no_request(chaos_stack, report):
+    with traffic(chaos_stack) as load:
+        for count in (10, 3, REPLICAS):
+            chaos_stack.compose("up", "-d", "--no-deps", "--scale", f"app={count}", "app")
+            chaos_stack.wait_until_healthy()
+            assert len(chaos_stack.containers("app")) == count
+            load.run_for(NGINX_RESOLVE_SECONDS + 1)
+    report(load.summary("scale 5 -> 10 -> 3 -> 5"))
+    assert load.failures == []
+
+
+def test_rolling_restart_replaces_every_replica_and_no_request_fails(chaos_stack, report):
+    old = {replica.id for replica in chaos_stack.containers("app")}
+    with traffic(chaos_stack) as load:
+        load.run_for(1)
+        subprocess.run(
+            [ROOT / "scripts/rollout.sh"], cwd=ROOT, env=chaos_stack.env, check=True, timeout=900
+        )
+        load.run_for(1)
+    report(load.summary("rolling restart of 5 replicas (scripts/rollout.sh)"))
+    new = {replica.id for replica in chaos_stack.containers("app")}
+    assert len(new) == REPLICAS
+    assert not old & new, "some replicas were not replaced"
+    assert load.failures == []
+
+
+def nginx_processes(stack):
+    """nginx's master and worker process ids (host ids)."""
+    (nginx,) = stack.containers("nginx")
+    processes = nginx.top(ps_args="-o pid,ppid,comm")["Processes"]
+    master = str(nginx.attrs["State"]["Pid"])
+    workers = {pid for pid, ppid, command in processes if ppid == master}
+    return master, workers
+
+
+def test_nginx_reload_loses_no_request(chaos_stack, report):
+    master, workers = nginx_processes(chaos_stack)
+    with traffic(chaos_stack) as load:
+        for _ in range(3):
+            load.run_for(1)
+            reload = ("exec", "-T", "nginx", "/bin/sh", "/etc/nginx/gateway/start.sh", "reload")
+            chaos_stack.compose(*reload)
+        load.run_for(2)
+    report(load.summary("nginx reload x3"))
+    new_master, new_workers = nginx_processes(chaos_stack)
+    assert new_master == master and not workers & new_workers, "nginx did not reload"
+    assert load.failures == []
+
+
+def gunicorn_worker(replica):
+    """The host pid of the replica's gunicorn worker (the master's child)."""
+    replica.reload()
+    master = str(replica.attrs["State"]["Pid"])
+    processes = replica.top(ps_args="-o pid,ppid,comm")["Processes"]
+    (worker,) = [int(pid) for pid, ppid, command in processes if ppid == master]
+    return worker
+
+
+def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(chaos_stack, report):
+    (replica, *_) = chaos_stack.containers("app")
+    (address,) = [n["IPAddress"] for n in replica.attrs["NetworkSettings"]["Networks"].values()]
+    worker = gunicorn_worker(replica)
+    with traffic(chaos_stack) as load:
+        load.run_for(2)
+        # A worker that stops answering: the kernel still accepts connections for it, but
+        # no request gets an answer, and /healthz (Docker's healthcheck) neither.
+        os.kill(worker, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            # gunicorn's master kills a worker silent for `timeout` (30 s) and forks anew.
+            wait_for(lambda: gunicorn_worker(replica) != worker, what="hung worker replaced")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGCONT)
+        healed_at = time.monotonic()
+        load.run_for(NGINX_FAIL_TIMEOUT + 1)
+    report(load.summary("1 replica hangs (SIGSTOP) until gunicorn replaces its worker"))
+
+    # Requests that met the hung replica waited NGINX_READ_TIMEOUT, then went to another.
+    assert load.failures == []
+    # After the first timeout nginx skips the replica and probes it once per fail_timeout;
+    # in an even share it would have met a fifth of all requests.
+    detected_at = frozen_at + NGINX_READ_TIMEOUT + 2
+    while_out = [o for o in load.outcomes if detected_at < o.started < healed_at]
+    tried_on_hung = [o for o in while_out if f"{address}:8000" in o.upstream]
+    probes_allowed = (healed_at - detected_at) / NGINX_FAIL_TIMEOUT + 2
+    assert len(while_out) > 50, "too little traffic to judge the rotation"
+    assert len(tried_on_hung) <= probes_allowed, (
+        f"{len(tried_on_hung)} of {len(while_out)} requests still went to the hung replica"
+    )
+    # Healed: nginx sends it requests again, and it answers them.
+    wait_for(
+        lambda: (
+            requests.get(f"{chaos_stack.url}/info", headers=CLOSE).headers.get("X-Upstream-Addr")
+            == f"{address}:8000"
+        ),
+        timeout=60,
+        what="healed replica back in rotation",
+    )
