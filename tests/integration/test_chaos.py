@@ -31,19 +31,23 @@ CLOSE = {"Connection": "close"}
 
 @pytest.fixture(scope="module")
 def report(request):
-    """Write one line per scenario to the terminal, even while pytest captures output."""
+    """Write one line per scenario to the terminal at once, and all of them at the end."""
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     lines = []
+
+    def write(line):
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(line)
 
     def report_line(line):
         lines.append(line)
-        terminal.write_line(f" {line}")
+        write(f"\n  {line}")
 
     yield report_line
-    terminal.write_line("")
-    terminal.write_line("chaos scenarios (steady GET traffic through nginx):")
+    write("\nchaos scenarios (steady GET traffic through nginx):")
     for line in lines:
-        terminal.write_line(f"  {line}")
+        write(f"  {line}")
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +135,7 @@ def test_sigterm_drains_in_flight_requests_and_no_request_fails(chaos_stack, rep
     with traffic(chaos_stack) as load:
         load.run_for(2)
         # docker stop: SIGTERM to gunicorn (PID 1), /readyz 503, drain, graceful exit.
-        replica.stop()
+        replica.stop(timeout=30)  # the stop_grace_period, as `docker-compose stop` uses
         replica.reload()
         exit_code = replica.attrs["State"]["ExitCode"]
         replica.start()
@@ -192,12 +196,13 @@ def test_nginx_reload_loses_no_request(chaos_stack, report):
 
 
 def gunicorn_worker(replica):
-    """The host pid of the replica's gunicorn worker (the master's child)."""
+    """The host pid of the replica's gunicorn worker (the master's only child)."""
     replica.reload()
     master = str(replica.attrs["State"]["Pid"])
     processes = replica.top(ps_args="-o pid,ppid,comm")["Processes"]
-    (worker,) = [int(pid) for pid, ppid, command in processes if ppid == master]
-    return worker
+    workers = [int(pid) for pid, ppid, command in processes if ppid == master]
+    # None while the master is between killing a worker and forking the next one.
+    return workers[0] if len(workers) == 1 else None
 
 
 def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(chaos_stack, report):
@@ -212,7 +217,9 @@ def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(c
         frozen_at = time.monotonic()
         try:
             # gunicorn's master kills a worker silent for `timeout` (30 s) and forks anew.
-            wait_for(lambda: gunicorn_worker(replica) != worker, what="hung worker replaced")
+            wait_for(
+                lambda: gunicorn_worker(replica) not in (worker, None), what="hung worker replaced"
+            )
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker, signal.SIGCONT)
