@@ -74,6 +74,10 @@ def swarm_stack(request, swarm):
         "APP_VERSION": "test",
         "COMPOSE_PROJECT_NAME": name,
         "PYTHON": sys.executable,
+        # All test traffic comes from one address: lift the per-client limits (200 r/s).
+        "RATE_LIMIT_PER_SECOND": "100000",
+        "RATE_LIMIT_BURST": "100000",
+        "CONNECTIONS_PER_CLIENT": "4096",
     }
 
     def swarm_sh(command, timeout):
