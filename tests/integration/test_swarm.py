@@ -20,6 +20,8 @@ import docker
 import pytest
 import requests
 
+from balance_check import Identity, check
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -120,20 +122,6 @@ def wait_for_running_tasks(client, service_name, count, gone=(), timeout=120):
     return running_tasks(client, service_name)
 
 
-def sample_replicas(url, count):
-    """Ask /info `count` times through nginx, a new connection each: Counter of (hostname, ip)."""
-    # One function on purpose: the project's balance checker (balance_check) replaces it.
-    answers = collections.Counter()
-    with requests.Session() as http:
-        http.headers["Connection"] = "close"
-        for _ in range(count):
-            response = http.get(f"{url}/info", timeout=10)
-            response.raise_for_status()
-            body = response.json()
-            answers[body["hostname"], body["ip"]] += 1
-    return answers
-
-
 def keep_requesting(url, stop, deadline):
     """Request /info until told to stop (bounded in count and time): (sent, failures)."""
     sent, failures = 0, []
@@ -172,11 +160,21 @@ def test_every_task_answers_through_nginx(swarm_stack):
     tasks = running_tasks(client, f"{name}_app")
     assert len(tasks) == REPLICAS, f"Swarm runs {sorted(tasks)}"
 
-    answers = sample_replicas(swarm_stack["url"], 20 * REPLICAS)
-    print(f"answers per task: {dict(answers)}")
-    for hostname, ip in answers:
+    # The project's balance checker, as a user would run it against the swarm.
+    result = check(
+        f"{swarm_stack['url']}/info",
+        requests_total=20 * REPLICAS,
+        concurrency=4,
+        timeout=10,
+        identity=Identity(fields=("hostname", "ip")),
+        new_connections=True,
+    )
+    print(f"answers per task: {result.counts}")
+    assert result.failed == 0, result.errors
+    answered_by = [name.split(" ") for name in result.counts]
+    for hostname, ip in answered_by:
         assert ip in tasks.get(hostname, set()), f"{hostname}/{ip} is not a running task"
-    assert {hostname for hostname, _ in answers} == set(tasks)
+    assert {hostname for hostname, _ in answered_by} == set(tasks)
 
 
 def test_swarm_replaces_a_killed_task(swarm_stack):
