@@ -5,15 +5,21 @@ as its logger class, so gunicorn's access and error lines follow it; the app sen
 own records through ``json_formatter()`` too (see gateway.py).
 """
 
+import json
 import logging
 import os
 import sys
+import threading
 import time
 
 from gunicorn import glogging
 from pythonjsonlogger.json import JsonFormatter
 
 LOG_FORMATS = ("json", "text")
+# Access lines wait at most this long and leave in one write (see BatchedLines).
+ACCESS_LOG_FLUSH_SECONDS = 0.2
+# A pipe write up to this size is never mixed with another process's write.
+PIPE_BUF = 4096
 
 
 def log_format():
@@ -43,6 +49,62 @@ def status_code(status):
     return int(str(status).split(None, 1)[0])
 
 
+class BatchedLines:
+    """Lines written together every ``interval`` seconds, not one system call each.
+
+    Docker's log pipeline (containerd-shim, dockerd) pays for every write it is woken
+    for: one write per request cost more CPU than the request itself (README,
+    Performance). A crash loses at most ``interval`` seconds of lines; a graceful stop
+    loses none (gunicorn.conf.py flushes at worker exit). Each write holds whole lines,
+    at most PIPE_BUF bytes, so lines of workers that share the pipe never interleave.
+    """
+
+    def __init__(self, logger, interval=ACCESS_LOG_FLUSH_SECONDS):
+        self.logger = logger
+        self.interval = interval
+        self.pending = []
+        self.lock = threading.Lock()
+        self.flusher = None
+
+    def write(self, line):
+        # Nothing inside the lock may wait: under gevent a wait switches to another
+        # request, which would then block the whole worker on this (unpatched) lock.
+        with self.lock:
+            self.pending.append(line)
+            start = self.flusher is None
+            if start:
+                # Made by the first request, so in the worker: threads do not survive fork.
+                self.flusher = threading.Thread(
+                    target=self.flush_forever, name="access-log", daemon=True
+                )
+        if start:
+            self.flusher.start()
+
+    def flush_forever(self):
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+    def flush(self):
+        with self.lock:
+            lines, self.pending = self.pending, []
+        if not lines:
+            return
+        chunks, chunk = [], ""
+        for line in lines:
+            # json.dumps escapes everything outside ASCII: characters are bytes here.
+            if chunk and len(chunk) + len(line) > PIPE_BUF:
+                chunks.append(chunk)
+                chunk = ""
+            chunk += line
+        if chunk:
+            chunks.append(chunk)
+        for handler in self.logger.handlers:
+            for chunk in chunks:
+                handler.stream.write(chunk)
+            handler.flush()
+
+
 class GunicornLogger(glogging.Logger):
     """gunicorn's logger; with LOG_FORMAT=json every line is one JSON object."""
 
@@ -52,16 +114,25 @@ class GunicornLogger(glogging.Logger):
         if self.json:
             for handler in self.error_log.handlers + self.access_log.handlers:
                 handler.setFormatter(json_formatter())
+        self.access_lines = BatchedLines(self.access_log)
 
     def access(self, resp, req, environ, request_time):
         if not self.json:
             return super().access(resp, req, environ, request_time)
         if not self.access_log_enabled:
             return None
-        # Read straight from the environ: gunicorn's atoms() would copy every header.
-        self.access_log.info(
-            "request",
-            extra={
+        # One line per request, so built by hand: through logging and its JSON formatter
+        # it cost a fifth of the replica's CPU (README, Performance). Same fields, same
+        # order as json_formatter() writes. Read straight from the environ: gunicorn's
+        # atoms() would copy every header.
+        now = time.time()
+        line = json.dumps(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                + f".{int(now % 1 * 1000):03d}Z",
+                "level": "INFO",
+                "logger": "gunicorn.access",
+                "message": "request",
                 "request_id": environ.get("HTTP_X_REQUEST_ID"),
                 # The app's ProxyFix has replaced nginx's address with the caller's.
                 "client": environ.get("REMOTE_ADDR"),
@@ -71,8 +142,9 @@ class GunicornLogger(glogging.Logger):
                 "bytes": getattr(resp, "sent", None),
                 "duration_ms": round(request_time.total_seconds() * 1000, 3),
                 "user_agent": environ.get("HTTP_USER_AGENT"),
-            },
+            }
         )
+        self.access_lines.write(line + "\n")
         return None
 
 

@@ -23,15 +23,18 @@ bind = "0.0.0.0:8000"
 #
 # Worker processes
 #
-# Five replicas share two cores, so each replica runs one process and takes its
-# concurrency from threads; more processes per replica only add memory.
-# gthread (not sync) keeps nginx's upstream keepalive connections open.
+# Five replicas share two cores, so each replica runs one process; its concurrency
+# comes from gevent's greenlets, which keep nginx's upstream connections open and
+# served 24 % more requests/s than gthread's threads in `make bench` (README,
+# Performance). GUNICORN_WORKER_CLASS=gthread (GUNICORN_THREADS each) suits handlers
+# that compute for long or block in C code gevent cannot patch.
 workers = int(env("GUNICORN_WORKERS", 1))
-worker_class = "gthread"
+worker_class = env("GUNICORN_WORKER_CLASS", "gevent")
 threads = int(env("GUNICORN_THREADS", 4))
-# Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
-# connections first and never reuses one gunicorn is closing.
-keepalive = int(env("GUNICORN_KEEPALIVE", 65))
+# An idle connection is closed after this many seconds. nginx closes its idle upstream
+# connections after 4 s, first, so it never reuses one a replica is closing. Short,
+# because a stopping gevent worker waits for every open connection, idle ones too.
+keepalive = int(env("GUNICORN_KEEPALIVE", 5))
 timeout = int(env("GUNICORN_TIMEOUT", 30))
 # Must stay below Compose's stop_grace_period (30 s) minus the drain delay,
 # or Docker SIGKILLs workers still finishing requests.
@@ -60,14 +63,16 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-i
 #
 # Metrics
 #
-# Every worker writes its Prometheus values to files in this folder and /metrics adds
-# them up, so the numbers are the replica's whatever worker answers the scrape (one
-# code path for any GUNICORN_WORKERS). On tmpfs: the root filesystem is read-only.
-# Set here, before any worker imports the app and so prometheus_client, which reads
-# it once, at import.
-metrics_dir = pathlib.Path(
+# With several workers, each writes its Prometheus values to files in this folder and
+# /metrics adds them up, so the numbers are the replica's whatever worker answers the
+# scrape. With one worker (the default) the values stay in its memory: the files cost
+# a system call and a lock per update, measured in `make bench`. On tmpfs: the root
+# filesystem is read-only. Set here, before any worker imports the app and so
+# prometheus_client, which reads it once, at import.
+if workers > 1:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/gateway-metrics")
-)
+metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+metrics_dir = pathlib.Path(metrics_dir) if metrics_dir else None
 
 #
 # Graceful shutdown
@@ -81,18 +86,26 @@ drain_flag = pathlib.Path(env("GATEWAY_DRAIN_FLAG", "/dev/shm/gateway-draining")
 
 def on_starting(server):
     drain_flag.unlink(missing_ok=True)
-    # Values left by an earlier run of this container must not be added to this one's.
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    if metrics_dir:
+        # Values left by an earlier run of this container must not be added to this one's.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
 
 
 def child_exit(server, worker):
+    if not metrics_dir:
+        return
     # Imported here, not at the top: the master must not import prometheus_client
     # before PROMETHEUS_MULTIPROC_DIR is set, or the workers it forks inherit that.
     from prometheus_client import multiprocess
 
     # A dead worker's in-flight gauge must not count any more; its counters still do.
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    # The access lines of the last moments, still waiting for their batched write.
+    worker.log.access_lines.flush()
 
 
 def when_ready(server):

@@ -9,7 +9,7 @@ Settings (environment): BENCH_QUICK=1 (the smoke run `make test` uses), BENCH_CO
 (10,50,100), BENCH_DURATION (8 s per point), BENCH_REPEATS (3), BENCH_HEADLINE (50: the
 concurrency the ratios and goals are quoted at), BENCH_FIRST_PORT (default: free ports),
 BENCH_OUTPUT (bench/results), BENCH_SETUPS (a comma-separated subset of stack, baseline,
-ceiling, single). Settings of the stack itself (GUNICORN_THREADS=8, ...) pass through,
+ceiling, single). Settings of the stack itself (GUNICORN_WORKER_CLASS=gthread, ...) pass through,
 which is how the tuning was measured.
 """
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -9,7 +10,7 @@ import pytest
 from gunicorn.config import Config
 
 from gateway import create_app
-from gateway_logging import GunicornLogger, json_formatter, log_format
+from gateway_logging import PIPE_BUF, BatchedLines, GunicornLogger, json_formatter, log_format
 
 
 def gunicorn_logger():
@@ -37,7 +38,9 @@ def log_access(logger, request_id="trace-0123456789"):
 
 def test_access_line_is_one_json_object_with_the_request(monkeypatch, capsys):
     monkeypatch.setenv("LOG_FORMAT", "json")
-    log_access(gunicorn_logger())
+    logger = gunicorn_logger()
+    log_access(logger)
+    logger.access_lines.flush()
     (line,) = capsys.readouterr().out.splitlines()
     entry = json.loads(line)
     assert entry["logger"] == "gunicorn.access"
@@ -50,6 +53,48 @@ def test_access_line_is_one_json_object_with_the_request(monkeypatch, capsys):
     assert entry["client"] == "172.18.0.9"
     assert entry["user_agent"] == 'curl/8 "quoted"'
     assert entry["time"].endswith("Z")
+
+
+class RecordingStream:
+    def __init__(self):
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+
+    def flush(self):
+        pass
+
+
+def recording_logger():
+    stream = RecordingStream()
+    return SimpleNamespace(handlers=[logging.StreamHandler(stream)]), stream
+
+
+def test_access_lines_wait_for_one_batched_write():
+    logger, stream = recording_logger()
+    lines = BatchedLines(logger, interval=0.05)
+    for number in range(3):
+        lines.write(f"line {number}\n")
+    assert stream.writes == []
+    deadline = time.monotonic() + 5
+    while not stream.writes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.writes == ["line 0\nline 1\nline 2\n"]
+
+
+def test_batched_writes_hold_whole_lines_and_fit_a_pipe_write():
+    logger, stream = recording_logger()
+    lines = BatchedLines(logger, interval=60)
+    sent = [f'{{"n": {number}, "pad": "{"x" * 300}"}}\n' for number in range(100)]
+    for line in sent:
+        lines.write(line)
+    lines.flush()
+    assert "".join(stream.writes) == "".join(sent)
+    assert len(stream.writes) > 1
+    for write in stream.writes:
+        assert len(write.encode()) <= PIPE_BUF
+        assert write.endswith("\n")
 
 
 def test_error_lines_are_json(monkeypatch, capsys):

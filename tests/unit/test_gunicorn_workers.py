@@ -113,7 +113,10 @@ def test_metrics_add_up_every_worker(gunicorn):
 def test_every_log_line_is_json_and_access_lines_carry_the_id(gunicorn):
     url, _, (stdout, stderr) = gunicorn
     get_info(url, 9999)
-    time.sleep(0.2)  # the access line is written after the response
+    # Access lines are written in batches (gateway_logging.BatchedLines), 0.2 s apart.
+    deadline = time.monotonic() + 5
+    while "unit-trace-9999" not in stdout.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     access = [json.loads(line) for line in stdout.read_text().splitlines()]
     errors = [json.loads(line) for line in stderr.read_text().splitlines()]
     assert {entry["logger"] for entry in access} == {"gunicorn.access"}
