@@ -25,7 +25,7 @@ bind = "0.0.0.0:8000"
 #
 # Five replicas share two cores, so each replica runs one process; its concurrency
 # comes from gevent's greenlets, which keep nginx's upstream connections open and
-# served 24 % more requests/s than gthread's threads in `make bench` (README,
+# served 24 % more requests/s than gthread's threads, measured side by side (README,
 # Performance). GUNICORN_WORKER_CLASS=gthread (GUNICORN_THREADS each) suits handlers
 # that compute for long or block in C code gevent cannot patch.
 workers = int(env("GUNICORN_WORKERS", 1))
