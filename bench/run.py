@@ -1,4 +1,4 @@
-"""Benchmark the stack side by side with the seed's baseline, nginx's ceiling and one replica.
+"""Benchmark the stack beside the seed's baseline, nginx's ceiling, one replica and the floor.
 
 `make bench` runs it. Every setup is started under a Compose project of its own on a port
 of its own, all are up at once, and the load points are interleaved (repeat → concurrency
@@ -9,8 +9,8 @@ Settings (environment): BENCH_QUICK=1 (the smoke run `make test` uses), BENCH_CO
 (10,50,100), BENCH_DURATION (8 s per point), BENCH_REPEATS (3), BENCH_HEADLINE (50: the
 concurrency the ratios and goals are quoted at), BENCH_FIRST_PORT (default: free ports),
 BENCH_OUTPUT (bench/results), BENCH_SETUPS (a comma-separated subset of stack, baseline,
-ceiling, single). Settings of the stack itself (GUNICORN_WORKER_CLASS=gthread, ...) pass through,
-which is how the tuning was measured.
+ceiling, single, floor). Settings of the stack itself (GUNICORN_WORKER_CLASS=gthread, ...)
+pass through, which is how the tuning was measured.
 """
 
 import json
@@ -97,7 +97,7 @@ def free_port():
 
 
 def make_setups(quick):
-    """The four setups (two in quick mode), each with its environment and a fresh project."""
+    """The five setups (three in quick mode), each with its environment and a fresh project."""
     images = {key: value for key, value in dotenv().items() if key.endswith("_IMAGE")}
     base = {**os.environ, **images}
     stack_file = ROOT / "docker-compose.yml"
@@ -118,8 +118,16 @@ def make_setups(quick):
             {**base, **STACK_IMAGE, "APP_REPLICAS": "1"},
             services=("app",),
         ),
+        # The stack with a bare WSGI callable in place of the Flask app: what no app on
+        # this server (gunicorn, its config, nginx, Docker) can beat on this machine.
+        Setup(
+            "floor",
+            "server floor",
+            [stack_file, BENCH / "floor.yml"],
+            {**base, **STACK_IMAGE, **UNLIMITED},
+        ),
     ]
-    chosen = os.environ.get("BENCH_SETUPS", "stack,baseline" if quick else "")
+    chosen = os.environ.get("BENCH_SETUPS", "stack,baseline,floor" if quick else "")
     if chosen:
         setups = [setup for setup in setups if setup.name in chosen.split(",")]
     first_port = os.environ.get("BENCH_FIRST_PORT")
@@ -320,6 +328,11 @@ def ratios(points, headline):
         # CPU time per request is the figure a busy machine disturbs least.
         "stack ÷ baseline, CPU per request": ("stack", "baseline", "cpu_s_per_1k"),
         "stack ÷ one replica, requests/s": ("stack", "single", "rps"),
+        # The best any app could do here, and what Flask and this app cost on top of it.
+        "server floor ÷ baseline, requests/s": ("floor", "baseline", "rps"),
+        "server floor ÷ baseline, p99 latency": ("floor", "baseline", "p99_ms"),
+        "server floor ÷ ceiling, requests/s": ("floor", "ceiling", "rps"),
+        "stack ÷ server floor, requests/s": ("stack", "floor", "rps"),
     }
     found = {}
     for name, (top, bottom, key) in wanted.items():
@@ -334,13 +347,18 @@ def ratios(points, headline):
 
 
 def goals(found, summary, headline, rss):
-    """The issue's goals at the headline concurrency: (goal, measured, met)."""
+    """The issue's goals at the headline concurrency: (goal, measured, met, server floor).
+
+    The server floor's own figure for a goal shows whether any app could meet it here.
+    """
     checks = []
 
     def add(name, ratio_name, test, shown):
         if ratio_name in found:
             value = found[ratio_name]["median"]
-            checks.append((name, shown(value), test(value)))
+            floor = found.get(ratio_name.replace("stack", "server floor", 1))
+            floor_text = shown(floor["median"]) if floor else "–"
+            checks.append((name, shown(value), test(value), floor_text))
 
     add(
         "≥ 4× the baseline's requests/s",
@@ -362,10 +380,10 @@ def goals(found, summary, headline, rss):
     )
     if ("stack", headline) in summary:
         errors = summary["stack", headline]["errors"]
-        checks.append(("zero errors", str(errors), errors == 0))
+        checks.append(("zero errors", str(errors), errors == 0, "–"))
     if rss.get("stack"):
         biggest = max(rss["stack"])
-        checks.append(("< 64 MiB resident per replica", f"{biggest:.1f} MiB", biggest < 64))
+        checks.append(("< 64 MiB resident per replica", f"{biggest:.1f} MiB", biggest < 64, "–"))
     return checks
 
 
@@ -436,9 +454,17 @@ def markdown(report):
     ]
     for name, stat in report["ratios"].items():
         lines.append(f"- {name}: **{fmt(stat, 2)}** ({stat['min']:.2f}–{stat['max']:.2f})")
-    lines += ["", "| goal | measured | met |", "|---|---:|:---:|"]
-    for name, measured, met in report["goals"]:
-        lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+    lines += [
+        "",
+        "The server floor column is the same goal measured on the server floor (a bare WSGI "
+        "callable in place of the Flask app): where it misses too, no app on this server can "
+        "meet the goal on this machine.",
+        "",
+        "| goal | measured | met | server floor |",
+        "|---|---:|:---:|---:|",
+    ]
+    for name, measured, met, floor in report["goals"]:
+        lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} | {floor} |")
     return "\n".join(lines) + "\n"
 
 
@@ -624,8 +650,9 @@ def print_closing_note(report, output):
         console.print(
             f"{name}: [bold]{stat['median']:.2f}[/] (min–max {stat['min']:.2f}–{stat['max']:.2f})"
         )
-    for name, measured, met in report["goals"]:
-        console.print(f"goal {name}: {measured} {'[green]met' if met else '[red]not met'}")
+    for name, measured, met, floor in report["goals"]:
+        verdict = "[green]met" if met else "[red]not met"
+        console.print(f"goal {name}: {measured} {verdict}[/] (server floor: {floor})")
     console.print(
         f"wrote {output / 'latest.md'}, {output / 'latest.png'}, {output / 'latest.json'}"
     )

@@ -29,13 +29,18 @@ def test_quick_bench_writes_table_chart_and_raw_results(docker_client, tmp_path)
 
     report = json.loads((tmp_path / "latest.json").read_text())
     measured = {point["setup"] for point in report["points"]}
-    assert measured == {"stack", "baseline"}
+    assert measured == {"stack", "baseline", "floor"}
     assert all(point["requests"] > 0 for point in report["points"])
     assert "stack ÷ baseline, requests/s" in report["ratios"]
+    assert "stack ÷ server floor, requests/s" in report["ratios"]
+    # Every goal also shows the server floor's figure, where one applies.
+    requests_goal = next(goal for goal in report["goals"] if "requests/s" in goal[0])
+    assert requests_goal[3].endswith("×")
 
     table = (tmp_path / "latest.md").read_text()
     assert "| this stack | 10 |" in table
     assert "| seed baseline | 10 |" in table
+    assert "| server floor | 10 |" in table
     assert (tmp_path / "latest.png").read_bytes().startswith(PNG_SIGNATURE)
 
     # Nothing the run started is left behind.

@@ -183,6 +183,8 @@ def test_every_nginx_access_line_is_json(stack, session):
         ({"LOG_FORMAT": "json", "METRICS_PUBLIC": "false"}, True),
         ({"LOG_FORMAT": "xml"}, False),
         ({"METRICS_PUBLIC": "yes"}, False),
+        ({"NGINX_WORKER_PROCESSES": "auto"}, True),
+        ({"NGINX_WORKER_PROCESSES": "0"}, False),
     ],
 )
 def test_log_and_metrics_switches_render_a_valid_nginx_config(stack, settings, passes):
