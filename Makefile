@@ -103,7 +103,7 @@ AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 bench-tools: ## Install the load generator (wrk, from Debian's packages) when missing
 	@command -v wrk >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q wrk; }
 
-bench: venv base-images bench-tools ## Measure all four setups side by side (~10 min); writes bench/results/
+bench: venv base-images bench-tools ## Measure all five setups side by side (~13 min); writes bench/results/
 	$(VENV)/bin/python bench/run.py
 
 # make test runs a short smoke of make bench (tests/integration/test_bench.py), which needs wrk.
