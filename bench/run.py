@@ -489,20 +489,24 @@ def chart(report, path):
             label=label,
         )
         latency.plot(levels, [row["p99_ms"]["median"] for row in rows], marker="o", label=label)
-    throughput.set(title="Throughput", xlabel="concurrent connections", ylabel="requests/s")
+    # Logarithmic: the ceiling is ten times the rest, which a linear axis would flatten.
+    throughput.set(
+        title="Throughput", xlabel="concurrent connections", ylabel="requests/s", yscale="log"
+    )
     latency.set(title="p99 latency", xlabel="concurrent connections", ylabel="ms", yscale="log")
-    throughput.set_ylim(bottom=0)
     for axes in (throughput, latency):
         axes.set_xticks(report["plan"]["concurrency"])
         axes.grid(alpha=0.3)
-        axes.legend()
+    # One legend under both plots, where it hides no line.
+    handles, labels = latency.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     host = report["machine"]
     figure.suptitle(
         f"{report['plan']['command']} — {host['cpus']} CPUs, Docker {host['docker']}, "
         f"{report['finished']}",
         fontsize=9,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
