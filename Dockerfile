@@ -8,13 +8,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 
-# Dependencies first, so code changes rebuild in seconds.
+# Dependencies first, so code changes rebuild in seconds. Only from the lock (make lock):
+# every package pinned and checked against its hash, so a dependency the lock does not
+# name fails the build instead of being resolved afresh.
 COPY requirements.txt /tmp/requirements.txt
 RUN python3 -m venv /opt/venv \
- && pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
+ && pip install --no-cache-dir --disable-pip-version-check --require-hashes -r /tmp/requirements.txt
 
 WORKDIR /app
-COPY gateway.py gateway_logging.py gateway_metrics.py gunicorn.conf.py healthcheck.py ./
+# The serving infrastructure, then your own code (service/: README, "Make it yours").
+COPY gateway.py gateway_faults.py gateway_logging.py gateway_metrics.py gunicorn.conf.py healthcheck.py ./
+COPY service/ service/
 
 # A numeric, non-root user: it needs no passwd entry, so any base image works.
 USER 10001:10001

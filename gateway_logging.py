@@ -53,8 +53,8 @@ class BatchedLines:
     """Lines written together every ``interval`` seconds, not one system call each.
 
     Docker's log pipeline (containerd-shim, dockerd) pays for every write it is woken
-    for: one write per request cost more CPU than the request itself (README,
-    Performance). A crash loses at most ``interval`` seconds of lines; a graceful stop
+    for: one write per request cost more CPU than the request itself
+    (docs/performance.md). A crash loses at most ``interval`` seconds of lines; a graceful stop
     loses none (gunicorn.conf.py flushes at worker exit). Each write holds whole lines,
     at most PIPE_BUF bytes, so lines of workers that share the pipe never interleave.
     """
@@ -122,7 +122,7 @@ class GunicornLogger(glogging.Logger):
         if not self.access_log_enabled:
             return None
         # One line per request, so built by hand: through logging and its JSON formatter
-        # it cost a fifth of the replica's CPU (README, Performance). Same fields, same
+        # it cost a fifth of the replica's CPU (docs/performance.md). Same fields, same
         # order as json_formatter() writes. Read straight from the environ: gunicorn's
         # atoms() would copy every header.
         now = time.time()

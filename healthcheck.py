@@ -2,7 +2,7 @@
 
 Docker runs it every 5 s in every replica, so it imports nothing but `socket`: urllib
 would pull in ssl, email and http.client, and starting Python with them cost as much CPU
-as the rest of the check (README, Performance).
+as the rest of the check (docs/performance.md).
 """
 
 import socket

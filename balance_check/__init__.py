@@ -29,9 +29,13 @@ def check(
     identity=BY_HOSTNAME,
     new_connections=False,
     on_sample=None,
+    verify=True,
 ):
-    """Probe the URL, send the requests and return a BalanceResult; TargetError if it cannot."""
-    probe(url, identity, timeout)
+    """Probe the URL, send the requests and return a BalanceResult; TargetError if it cannot.
+
+    `verify`: for https, True (the system's CAs), a CA file's path, or False (no check).
+    """
+    probe(url, identity, timeout, verify)
     started = time.perf_counter()
     samples = send_requests(
         url,
@@ -42,6 +46,7 @@ def check(
         identity=identity,
         new_connections=new_connections,
         on_sample=on_sample,
+        verify=verify,
     )
     return summarize(
         samples,

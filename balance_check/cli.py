@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -45,6 +46,12 @@ def fraction(text):
     return value
 
 
+def readable_file(text):
+    if not os.path.isfile(text) or not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not a file that can be read")
+    return text
+
+
 def parser():
     commands = argparse.ArgumentParser(
         prog="balance-check",
@@ -78,6 +85,16 @@ def parser():
         "--new-connections",
         action="store_true",
         help="open a connection per request (for balancers that pick a replica per connection)",
+    )
+    trust = commands.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--cacert",
+        type=readable_file,
+        metavar="FILE",
+        help="for https: trust the CA certificate(s) in FILE, e.g. certs/ca.crt of make up",
+    )
+    trust.add_argument(
+        "--insecure", action="store_true", help="for https: do not verify the certificate at all"
     )
     commands.add_argument(
         "--expect-replicas", type=positive_int, metavar="N", help="exactly N replicas must answer"
@@ -119,6 +136,10 @@ def main(argv=None):
     identity = Identity(fields=tuple(args.fields or ["hostname"]), header=args.header)
     expect = Expectations(args.expect_replicas, args.tolerance, args.max_errors, args.min_p_value)
     total = None if args.duration else args.requests
+    verify = args.cacert or not args.insecure
+    if args.insecure:
+        # Asked for: urllib3's warning on every request would only bury the report.
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     started = time.monotonic()
     with progress_bar(total, args.duration) as progress:
         task = progress.add_task("sending", total=total or args.duration)
@@ -139,6 +160,7 @@ def main(argv=None):
                 identity=identity,
                 new_connections=args.new_connections,
                 on_sample=advance,
+                verify=verify,
             )
         except TargetError as error:
             print(f"balance-check: {error}", file=sys.stderr)

@@ -26,6 +26,7 @@ def replica_table(result):
     table.add_column("replica", no_wrap=True)
     table.add_column("count", justify="right", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("errors", justify="right", no_wrap=True)
     # The bar takes whatever width the other columns leave.
     table.add_column("", ratio=1, min_width=6)
     for percentile in ("p50", "p95", "p99", "max"):
@@ -38,6 +39,7 @@ def replica_table(result):
             replica.name,
             str(replica.count),
             f"{replica.share:.1%}",
+            f"[bold red]{replica.errors}[/]" if replica.errors else "0",
             bar,
             *latency_cells(replica.latency),
         )
@@ -46,6 +48,7 @@ def replica_table(result):
         "all",
         str(result.answered),
         "100.0%" if result.answered else "-",
+        str(result.failed - result.unattributed),
         "",
         *latency_cells(result.latency),
     )
@@ -68,7 +71,14 @@ def errors_line(result):
     if not result.errors:
         return "Errors: none."
     kinds = ", ".join(f"{count} × {kind}" for kind, count in result.errors.items())
-    return f"Errors: {result.failed} of {result.requests} requests failed: {kinds}."
+    # Who gave them: a sick replica stands out, whichever balancer is in front.
+    sources = [f"{replica.name} {replica.errors}" for replica in result.replicas if replica.errors]
+    if result.unattributed:
+        sources.append(f"no replica named {result.unattributed}")
+    return (
+        f"Errors: {result.failed} of {result.requests} requests failed: {kinds}; "
+        f"from {', '.join(sources)}."
+    )
 
 
 def render(result, unmet, console):

@@ -1,6 +1,7 @@
 """Send requests from concurrent clients and note which replica answered each one."""
 
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +21,17 @@ class AnswerError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """Where an answer names its replica: JSON fields of the body, or a response header."""
+    """Where an answer names its replica: JSON fields of the body, or a response header.
+
+    An error answer is named the same way, or else by `error_header`: a replica's error
+    page rarely carries the JSON fields of its normal answers, but this project's replicas
+    name themselves in X-Served-By on every answer. A balancer's own errors (nginx's 502)
+    name no replica and stay unattributed.
+    """
 
     fields: tuple[str, ...] = ("hostname",)
     header: str | None = None
+    error_header: str | None = "X-Served-By"
 
     def describe(self):
         if self.header:
@@ -47,6 +55,16 @@ class Identity:
             raise AnswerError(f"no field {missing[0]!r}")
         return " ".join(str(body[field]) for field in self.fields)
 
+    def replica_of_error(self, response):
+        """Return the replica that gave an error answer, or None when it names none."""
+        try:
+            return self.replica_of(response)
+        except AnswerError:
+            pass
+        if self.header is None and self.error_header:
+            return response.headers.get(self.error_header)
+        return None
+
 
 # Frozen, so one shared default is safe.
 BY_HOSTNAME = Identity()
@@ -54,7 +72,7 @@ BY_HOSTNAME = Identity()
 
 @dataclass(frozen=True)
 class Sample:
-    """One request: the replica that answered (None if it failed), its latency, its error."""
+    """One request: the replica that answered (None if none is named), its latency, its error."""
 
     replica: str | None
     seconds: float
@@ -73,10 +91,20 @@ def causes(error):
         error = wrapped if isinstance(wrapped, BaseException) else None
 
 
+def unverified_certificate(error):
+    """The reason a server's certificate was not trusted, or None if that was not the error."""
+    for cause in causes(error):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or str(cause)
+    return None
+
+
 def error_kind(error):
     """Name a failed request's error in a few words: the same words for the same cause."""
     if isinstance(error, requests.Timeout):
         return "timeout"
+    if unverified_certificate(error):
+        return "certificate not trusted"
     chain = list(causes(error))
     if any(isinstance(cause, ConnectionRefusedError) for cause in chain):
         return "connection refused"
@@ -87,16 +115,18 @@ def error_kind(error):
     return type(error).__name__
 
 
-def sample_once(http, url, identity, timeout):
+def sample_once(http, url, identity, timeout, verify=True):
     """Send one GET and return what happened as a Sample."""
     started = time.perf_counter()
     try:
-        response = http.get(url, timeout=timeout)
+        # verify per request: a session's own is overridden by REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE in the environment (psf/requests#3829).
+        response = http.get(url, timeout=timeout, verify=verify)
     except requests.RequestException as error:
         return Sample(None, time.perf_counter() - started, error_kind(error))
     seconds = time.perf_counter() - started
     if not response.ok:
-        return Sample(None, seconds, f"HTTP {response.status_code}")
+        return Sample(identity.replica_of_error(response), seconds, f"HTTP {response.status_code}")
     try:
         return Sample(identity.replica_of(response), seconds)
     except AnswerError as error:
@@ -114,15 +144,20 @@ def check_url(url):
         raise TargetError(f"{url!r} has a bad port: {error}") from None
 
 
-def probe(url, identity, timeout):
+def probe(url, identity, timeout, verify=True):
     """Send one request first, so a target that cannot work fails with one clear reason."""
     check_url(url)
     with requests.Session() as http:
         try:
-            response = http.get(url, timeout=timeout)
+            response = http.get(url, timeout=timeout, verify=verify)
         except requests.exceptions.InvalidURL as error:
             raise TargetError(f"{url!r} is not a valid URL: {error}") from None
         except requests.RequestException as error:
+            if reason := unverified_certificate(error):
+                raise TargetError(
+                    f"cannot verify the certificate of {url}: {reason}; pass --cacert FILE "
+                    "(the CA that signed it), or --insecure to skip the check"
+                ) from None
             raise TargetError(f"cannot reach {url}: {error_kind(error)}") from None
     if response.status_code >= 500:
         # A balancer's failure is what the run measures: it is counted, not fatal.
@@ -183,8 +218,12 @@ def send_requests(
     identity=BY_HOSTNAME,
     new_connections=False,
     on_sample=None,
+    verify=True,
 ):
-    """Send GETs from `concurrency` clients, `requests_total` in all or for `duration` s."""
+    """Send GETs from `concurrency` clients, `requests_total` in all or for `duration` s.
+
+    `verify` is requests' own: True (the system's CAs), a CA file's path, or False.
+    """
     if (requests_total is None) == (duration is None):
         raise ValueError("give either requests_total or duration")
     budget = Budget(requests_total, duration)
@@ -197,7 +236,7 @@ def send_requests(
             if new_connections:
                 http.headers["Connection"] = "close"
             while budget.take():
-                sample = sample_once(http, url, identity, timeout)
+                sample = sample_once(http, url, identity, timeout, verify)
                 with lock:
                     samples.append(sample)
                 if on_sample:

@@ -30,12 +30,17 @@ class Latency:
 
 @dataclass(frozen=True)
 class ReplicaShare:
-    """One replica: how many requests it answered, their share of all answers, how fast."""
+    """One replica: how many requests it answered, their share, how fast, how many failed.
+
+    `count` is every answer that named the replica, error answers included: where the
+    balancer sent requests. `errors` says how many of them were errors.
+    """
 
     name: str
     count: int
     share: float
     latency: Latency
+    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class BalanceResult:
     named_by: str
     concurrency: int
     seconds: float
+    requests: int
     replicas: tuple[ReplicaShare, ...]
     errors: dict[str, int]
     latency: Latency | None
@@ -84,8 +90,9 @@ class BalanceResult:
         return sum(self.errors.values())
 
     @property
-    def requests(self):
-        return self.answered + self.failed
+    def unattributed(self):
+        """Failed requests that named no replica (timeouts, the balancer's own errors)."""
+        return self.failed - sum(replica.errors for replica in self.replicas)
 
     @property
     def counts(self):
@@ -105,21 +112,27 @@ def fairness_of(counts):
 def summarize(samples, *, url, named_by, concurrency, seconds):
     """Turn the samples of one run into a BalanceResult."""
     latencies = {}
+    failures = Counter()
     for sample in samples:
         if sample.replica is not None:
             latencies.setdefault(sample.replica, []).append(sample.seconds)
+            if sample.error:
+                failures[sample.replica] += 1
     answered = sum(len(durations) for durations in latencies.values())
     # Sorted by name, so a replica keeps its row from one run to the next.
     replicas = tuple(
-        ReplicaShare(name, len(durations), len(durations) / answered, Latency.of(durations))
+        ReplicaShare(
+            name, len(durations), len(durations) / answered, Latency.of(durations), failures[name]
+        )
         for name, durations in sorted(latencies.items())
     )
-    errors = Counter(sample.error for sample in samples if sample.replica is None)
+    errors = Counter(sample.error for sample in samples if sample.error)
     return BalanceResult(
         url=url,
         named_by=named_by,
         concurrency=concurrency,
         seconds=seconds,
+        requests=len(samples),
         replicas=replicas,
         errors=dict(errors.most_common()),
         latency=Latency.of([s.seconds for s in samples if s.replica is not None]),

@@ -4,11 +4,12 @@
 #   1. start one replica more (`up --no-deps --no-recreate --scale app=N+1`),
 #   2. wait until Docker says it is healthy and nginx has sent it a request,
 #   3. stop the old one gracefully (SIGTERM: /readyz 503, drain, exit) and remove it.
-# Containers are found through Compose (`ps -q`), never by name: Compose v1 and v2 alike.
+# Containers are found through Compose (`ps -q`), never by name: Compose v1 and v2 alike
+# (scripts/compose chooses which).
 # Usage: rollout.sh [timeout-seconds-per-replica]   (make rollout builds the image first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-compose=${COMPOSE:-docker-compose}
+compose=scripts/compose
 timeout=${1:-180}
 
 running_replicas() {  # full ids of the app containers that run now
@@ -35,8 +36,8 @@ wait_until() {  # wait_until DESCRIPTION COMMAND...: retry COMMAND each second u
 is_healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$1") == healthy ]]; }
 
 serves_through_nginx() {  # one round of requests through nginx reaches the container $1
-  local hostname=${1:0:12} attempt
-  for attempt in $(seq $((replicas * 2))); do
+  local hostname=${1:0:12}
+  for _ in $(seq $((replicas * 2))); do
     if curl -fsS -o /dev/null -D - -H 'Connection: close' "$gateway/info" |
       grep -qi "^X-Served-By: $hostname"; then
       return 0

@@ -36,7 +36,9 @@ up() {
     docker swarm init --advertise-addr "${SWARM_ADVERTISE_ADDR:-127.0.0.1}" >/dev/null
   fi
   # Stack deploy ignores `build` and no registry is needed on one node: build it here.
-  ${COMPOSE:-docker-compose} build app
+  scripts/compose build app
+  # The certificate nginx serves on GATEWAY_TLS_PORT, as make up makes it (certs/).
+  scripts/tls-certs.sh
   # --detach=false: return once every service has converged, rolling updates included.
   "$python" swarm/compose_for_stack.py docker-compose.yml |
     timeout "${SWARM_WAIT_SECONDS:-300}" docker stack deploy --detach=false --quiet \

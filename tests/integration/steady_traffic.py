@@ -1,5 +1,6 @@
 """Steady concurrent GET traffic through nginx that records every request's outcome."""
 
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -9,13 +10,27 @@ import requests
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request: when it started and ended, its status (None: transport error), its replica."""
+    """One request: when it started and ended, its status (None: transport error), its replica.
+
+    `upstream` is nginx's X-Upstream-Addr (every replica tried, the answering one last);
+    `served_by` the X-Served-By of the replica that answered, error answers included.
+    """
 
     started: float
     finished: float
     status: int | None
     error: str | None
     upstream: str
+    served_by: str = ""
+
+    @property
+    def seconds(self):
+        return self.finished - self.started
+
+    @property
+    def tried(self):
+        """The addresses nginx tried, in order, the answering one last."""
+        return [address for address in re.split(r",\s*|\s+:\s+", self.upstream) if address]
 
     @property
     def ok(self):
@@ -29,9 +44,11 @@ class SteadyTraffic:
     as a crowd of different users would be.
     """
 
-    def __init__(self, url, clients=6, timeout=30):
+    def __init__(self, url, clients=6, timeout=30, verify=True):
         self.url = url
         self.clients = clients
+        # For https: requests' own `verify` (True, a CA file's path, or False).
+        self.verify = verify
         # Longer than nginx's whole retry budget (proxy_next_upstream_timeout): a failure
         # counted here is one the gateway gave, not the client's impatience.
         self.timeout = timeout
@@ -62,12 +79,15 @@ class SteadyTraffic:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    response = http.get(self.url, timeout=self.timeout)
+                    # verify per request: the environment's CA bundle beats a session's.
+                    response = http.get(self.url, timeout=self.timeout, verify=self.verify)
                     status, error = response.status_code, None
                     upstream = response.headers.get("X-Upstream-Addr", "")
+                    served_by = response.headers.get("X-Served-By", "")
                 except requests.RequestException as exc:
                     status, error, upstream = None, f"{type(exc).__name__}: {exc}", ""
-                outcome = Outcome(started, time.monotonic(), status, error, upstream)
+                    served_by = ""
+                outcome = Outcome(started, time.monotonic(), status, error, upstream, served_by)
                 with self._lock:
                     self.outcomes.append(outcome)
 
@@ -93,3 +113,23 @@ class SteadyTraffic:
             f"longest_gap={self.longest_gap():.2f}s duration={self.ended - self.began:.1f}s"
         )
         return line + (f" failures={statuses[:5]}" if statuses else "")
+
+
+def wait_for(condition, timeout=240, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not true after {timeout}s"
+        time.sleep(0.5)
+
+
+def serves_through_nginx(stack, container, attempts=20):
+    """True once requests through nginx reach this container (X-Served-By is its hostname)."""
+    container.reload()
+    if not container.attrs["State"]["Running"]:
+        return False
+    hostname = container.attrs["Config"]["Hostname"]
+    for _ in range(attempts):
+        response = requests.get(f"{stack.url}/info", headers={"Connection": "close"}, timeout=30)
+        if response.headers.get("X-Served-By") == hostname:
+            return True
+    return False

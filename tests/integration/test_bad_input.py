@@ -4,14 +4,17 @@ Raw sockets send what a client library would refuse to. Nothing here may get a 5
 a replica, or keep the stack from serving normal traffic right after.
 """
 
+import contextlib
+import json
 import socket
+import ssl
 import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import Stack, free_port
+from conftest import extra_stack
 
 HOST = b"Host: gateway\r\nConnection: close\r\n"
 BAD_REQUESTS = {
@@ -68,9 +71,22 @@ def address(stack):
     return url.hostname, url.port
 
 
+@contextlib.contextmanager
+def raw_connection(stack, timeout=15):
+    """A socket to nginx's front: TLS (trusting the stack's CA) when the stack's URL is https."""
+    host, port = address(stack)
+    with socket.create_connection((host, port), timeout=timeout) as connection:
+        if urlsplit(stack.url).scheme != "https":
+            yield connection
+            return
+        context = ssl.create_default_context(cafile=stack.ca)
+        with context.wrap_socket(connection, server_hostname=host) as secured:
+            yield secured
+
+
 def send_raw(stack, data, timeout=15):
     """Send bytes as they are; return the status code, or None if nginx just closed."""
-    with socket.create_connection(address(stack), timeout=timeout) as connection:
+    with raw_connection(stack, timeout) as connection:
         connection.sendall(data)
         answer = b""
         try:
@@ -101,7 +117,7 @@ def test_slow_client_trickling_headers_is_cut_off(stack, replicas_before):
     """A slowloris client is closed by client_header_timeout (10 s), not served forever."""
     header = b"GET /info HTTP/1.1\r\nHost: gateway\r\nX-Slow: " + b"a" * 200
     started = time.monotonic()
-    with socket.create_connection(address(stack), timeout=30) as connection:
+    with raw_connection(stack, timeout=30) as connection:
         closed = False
         for byte in header:
             try:
@@ -126,27 +142,11 @@ def test_slow_client_trickling_headers_is_cut_off(stack, replicas_before):
 @pytest.fixture(scope="module")
 def limited_stack(stack):
     """A second, small stack of the same image whose per-client limits are low."""
-    project = f"{stack.project}limits"
-    port = free_port()
-    env = {
-        **stack.env,
-        "COMPOSE_PROJECT_NAME": project,
-        "GATEWAY_PORT": str(port),
-        "APP_REPLICAS": "1",
-        "RATE_LIMIT_PER_SECOND": "5",
-        "RATE_LIMIT_BURST": "10",
-        "CONNECTIONS_PER_CLIENT": "2",
-    }
-    limited = Stack(f"http://127.0.0.1:{port}", project, env, stack.docker)
-    try:
-        # One service at a time: a plain `up` gives up at once if the replica's first
-        # health checks time out on a loaded host (Compose v1 has no `up --wait`).
-        for service in ("app", "nginx"):
-            limited.compose("up", "-d", "--no-deps", service, timeout=600)
-            limited.wait_until_healthy()
+    settings = {"RATE_LIMIT_PER_SECOND": "5", "RATE_LIMIT_BURST": "10"}
+    with extra_stack(
+        stack, "limits", APP_REPLICAS="1", CONNECTIONS_PER_CLIENT="2", **settings
+    ) as limited:
         yield limited
-    finally:
-        limited.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
 
 
 def wait_until_served(stack, timeout=30):
@@ -162,19 +162,37 @@ def test_more_requests_in_progress_than_allowed_get_429(limited_stack):
     # A full rate bucket (burst 10 at 5 r/s refills in 2 s): only limit_conn can say 429.
     time.sleep(2.5)
     # Two requests whose body never comes are in progress (CONNECTIONS_PER_CLIENT=2)...
-    stalled = [socket.create_connection(address(limited_stack), timeout=15) for _ in range(2)]
-    try:
-        for connection in stalled:
+    with contextlib.ExitStack() as stalled:
+        for _ in range(2):
+            connection = stalled.enter_context(raw_connection(limited_stack))
             connection.sendall(
                 b"POST /info HTTP/1.1\r\nHost: gateway\r\nContent-Length: 10\r\n\r\n"
             )
         time.sleep(1)
-        # ...so a third one from the same address is turned away.
-        assert requests.get(f"{limited_stack.url}/info", timeout=10).status_code == 429
-    finally:
-        for connection in stalled:
-            connection.close()
+        # ...so a third one from the same address is turned away, and told why.
+        refused = requests.get(f"{limited_stack.url}/info", timeout=10)
+        assert refused.status_code == 429
+    assert_explains_itself(limited_stack, refused, "CONNECTIONS_PER_CLIENT")
     wait_until_served(limited_stack)
+
+
+def assert_explains_itself(stack, refused, setting):
+    """A 429 names the limit and its value in the body, and in nginx's access-log line."""
+    body = refused.json()
+    assert body["limit"] == setting, body
+    assert setting in body["message"] and stack.env[setting] in body["message"], body
+    assert refused.headers["Retry-After"] == "1"
+    request_id = refused.headers["X-Request-ID"]
+    (nginx,) = stack.containers("nginx")
+    deadline = time.monotonic() + 10
+    # Access lines are written in batches, at most 200 ms late.
+    while True:
+        lines = nginx.logs(tail=500).decode().splitlines()
+        logged = [json.loads(line) for line in lines if f'"request_id":"{request_id}"' in line]
+        if logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert [(entry["status"], entry["limit"]) for entry in logged] == [(429, setting)]
 
 
 def test_request_flood_from_one_client_gets_429(limited_stack):
@@ -192,6 +210,7 @@ def test_request_flood_from_one_client_gets_429(limited_stack):
     assert all("X-Served-By" not in response.headers for response in rejected), (
         "a 429 came from a replica: nginx should have stopped the flood"
     )
+    assert_explains_itself(limited_stack, rejected[0], "RATE_LIMIT_PER_SECOND")
     wait_until_served(limited_stack)
 
 

@@ -29,18 +29,25 @@ def test_quick_bench_writes_table_chart_and_raw_results(docker_client, tmp_path)
 
     report = json.loads((tmp_path / "latest.json").read_text())
     measured = {point["setup"] for point in report["points"]}
-    assert measured == {"stack", "baseline", "floor"}
+    # The quick smoke: the setups whose setup.toml says quick = true.
+    assert measured == {"stack", "flask-floor", "baseline"}
     assert all(point["requests"] > 0 for point in report["points"])
-    assert "stack ÷ baseline, requests/s" in report["ratios"]
-    assert "stack ÷ server floor, requests/s" in report["ratios"]
-    # Every goal also shows the server floor's figure, where one applies.
-    requests_goal = next(goal for goal in report["goals"] if "requests/s" in goal[0])
-    assert requests_goal[3].endswith("×")
+    # Every replica of every setup answered through its front before it was measured.
+    assert all(row["replicas"][0] == row["replicas"][1] > 0 for row in report["setups"])
+    ratio_names = {stat["name"] for stat in report["ratios"]}
+    assert "this stack ÷ seed baseline, requests/s" in ratio_names
+    assert "this stack ÷ Flask floor, requests/s" in ratio_names
+    # Each goal is reported as measured, met or not, and why; the peer goal names the
+    # best peer and the floor's figure.
+    goals = {goal: why for goal, _measured, _met, why in report["goals"]}
+    assert "best peer: seed baseline" in goals["≥ 1.5× the best peer's requests/s"]
+    assert "Flask floor" in goals["≥ 1.5× the best peer's requests/s"]
+    assert "zero errors everywhere" in goals
 
     table = (tmp_path / "latest.md").read_text()
     assert "| this stack | 10 |" in table
     assert "| seed baseline | 10 |" in table
-    assert "| server floor | 10 |" in table
+    assert "| Flask floor | 10 |" in table
     assert (tmp_path / "latest.png").read_bytes().startswith(PNG_SIGNATURE)
 
     # Nothing the run started is left behind.

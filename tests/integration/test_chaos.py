@@ -16,9 +16,10 @@ import time
 import pytest
 import requests
 from conftest import ROOT
-from steady_traffic import SteadyTraffic
+from steady_traffic import SteadyTraffic, serves_through_nginx, wait_for
 
 pytestmark = pytest.mark.chaos
+REPORT_TITLE = "chaos scenarios"
 
 REPLICAS = 5
 # The stack's defaults (docker-compose.yml): the bounds below are derived from them.
@@ -26,27 +27,6 @@ NGINX_READ_TIMEOUT = 5
 NGINX_FAIL_TIMEOUT = 5
 NGINX_RESOLVE_SECONDS = 2
 CLOSE = {"Connection": "close"}
-
-
-@pytest.fixture(scope="module")
-def report(request):
-    """Write one line per scenario to the terminal at once, and all of them at the end."""
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    lines = []
-
-    def write(line):
-        with capture.global_and_fixture_disabled():
-            terminal.write_line(line)
-
-    def report_line(line):
-        lines.append(line)
-        write(f"\n  {line}")
-
-    yield report_line
-    write("\nchaos scenarios (steady GET traffic through nginx):")
-    for line in lines:
-        write(f"  {line}")
 
 
 @pytest.fixture(scope="module")
@@ -67,26 +47,6 @@ def five_healthy_replicas(chaos_stack):
 
 def traffic(stack):
     return SteadyTraffic(f"{stack.url}/info", clients=6)
-
-
-def wait_for(condition, timeout=240, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not true after {timeout}s"
-        time.sleep(0.5)
-
-
-def serves_through_nginx(stack, container):
-    """True once requests through nginx reach this container (X-Served-By is its hostname)."""
-    container.reload()
-    if not container.attrs["State"]["Running"]:
-        return False
-    hostname = container.attrs["Config"]["Hostname"]
-    for _ in range(4 * REPLICAS):
-        response = requests.get(f"{stack.url}/info", headers=CLOSE, timeout=30)
-        if response.headers.get("X-Served-By") == hostname:
-            return True
-    return False
 
 
 def restarted(container, restarts_before):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from balance_check.sampling import send_requests
 
@@ -98,4 +99,71 @@ def test_page_names_every_running_replica(stack, tmp_path):
     named = {html.unescape(name) for name in re.findall(r'<div class="name">([^<]+)<', dom)}
     assert named == hostnames, f"page names {sorted(named)}, Docker runs {sorted(hostnames)}"
     assert f"<b>{len(hostnames)} replicas</b> answering" in dom
+    assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot was written"
+
+
+def fault(stack, container, *args):
+    """scripts/fault.sh, the command behind `make fault`, on one replica of the stack."""
+    subprocess.run(
+        [ROOT / "scripts/fault.sh", container.attrs["Config"]["Hostname"], *args],
+        cwd=ROOT,
+        env=stack.env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_page_marks_the_replicas_in_trouble(stack, tmp_path):
+    browser = chromium()
+    wait_until_every_replica_answers(stack)
+    erring, slow, unavailable, *healthy = stack.containers("app")
+    (unavailable_ip,) = [
+        network["IPAddress"]
+        for network in unavailable.attrs["NetworkSettings"]["Networks"].values()
+    ]
+    try:
+        fault(stack, erring, "set", "error", "--for", "2m")
+        fault(stack, slow, "set", "slow", "--ms", "300", "--for", "2m")
+        fault(stack, unavailable, "set", "unavailable", "--for", "2m")
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "page-fault.png"
+        screenshot.unlink(missing_ok=True)
+        finished = subprocess.run(
+            [
+                browser,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--screenshot={screenshot}",
+                "--dump-dom",
+                f"{stack.url}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        subprocess.run(
+            [ROOT / "scripts/fault.sh", "all", "heal"], cwd=ROOT, env=stack.env, timeout=120
+        )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    dom = finished.stdout
+
+    # One chunk per replica row: its class, its name, and its note when it is in trouble.
+    notes = {}
+    for row in dom.split('<div class="row replica')[1:]:
+        name = html.unescape(re.match(r'[^"]*"><div class="name">([^<]+)<', row)[1])
+        note = re.search(r'<div class="trouble-note">in trouble: ([^<]+)</div>', row)
+        if row.startswith(" trouble"):
+            notes[name] = html.unescape(note[1])
+    troubled = set(notes)
+    hostname = {c: c.attrs["Config"]["Hostname"] for c in stack.containers("app")}
+    # The page opened after the fault: it never got an answer from the unavailable
+    # replica, so it names that one by the address nginx tried.
+    assert troubled == {hostname[erring], hostname[slow], unavailable_ip}, notes
+    assert "errors (HTTP 500)" in notes[hostname[erring]]
+    assert "slow: " in notes[hostname[slow]]
+    assert "nginx moved" in notes[unavailable_ip]
+    assert not troubled & {hostname[c] for c in healthy}
+    assert re.search(r"answering<span class=\"bad\">, 3 in trouble</span>", dom)
     assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot was written"

@@ -7,7 +7,7 @@ a swarm made here is left again, also when a test fails.
 import collections
 import contextlib
 import os
-import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -17,8 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 import requests
+from conftest import free_port
 
 from balance_check import Identity, check
 
@@ -33,12 +35,6 @@ TRAFFIC_THREADS = 4
 TRAFFIC_MAX_PER_THREAD = 20_000
 TRAFFIC_PAUSE_SECONDS = 0.01
 UPDATE_TIMEOUT_SECONDS = 420
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +60,22 @@ def swarm(docker_client):
 
 
 @pytest.fixture(scope="module")
-def swarm_stack(request, swarm):
+def swarm_stack(request, swarm, tmp_path_factory):
     """The stack deployed by scripts/swarm.sh (as `make swarm-up` does) under a name of its own."""
     name = f"gatewayswarm{uuid.uuid4().hex[:8]}"
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    certificates = tmp_path_factory.mktemp("swarm-tls")
     env = {
         **os.environ,
         "STACK": name,
         "GATEWAY_PORT": str(port),
+        # swarm.sh makes a local CA and certificate here, as make up does in certs/.
+        "GATEWAY_TLS_PORT": str(tls_port),
+        "TLS_CERT_DIR": str(certificates),
         "APP_IMAGE": f"{name}-app",
         "APP_VERSION": "test",
         "COMPOSE_PROJECT_NAME": name,
         "PYTHON": sys.executable,
-        # All test traffic comes from one address: lift the per-client limits (200 r/s).
-        "RATE_LIMIT_PER_SECOND": "100000",
-        "RATE_LIMIT_BURST": "100000",
-        "CONNECTIONS_PER_CLIENT": "4096",
     }
 
     def swarm_sh(command, timeout):
@@ -89,7 +85,13 @@ def swarm_stack(request, swarm):
 
     try:
         assert swarm_sh("up", timeout=600).returncode == 0, "scripts/swarm.sh up failed"
-        yield {"name": name, "url": f"http://127.0.0.1:{port}", "docker": swarm}
+        yield {
+            "name": name,
+            "url": f"http://127.0.0.1:{port}",
+            "tls_url": f"https://127.0.0.1:{tls_port}",
+            "ca": certificates / "ca.crt",
+            "docker": swarm,
+        }
     finally:
         if request.session.testsfailed:
             subprocess.run(["docker", "stack", "ps", "--no-trunc", name], check=False)
@@ -152,7 +154,18 @@ def test_stack_file_asks_swarm_for_replicas_restarts_and_safe_updates(swarm_stac
     assert container["ReadOnly"] is True
     assert container["CapabilityDrop"] == ["ALL"]
     nginx = client.services.get(f"{name}_nginx").attrs["Spec"]
-    assert [p["PublishMode"] for p in nginx["EndpointSpec"]["Ports"]] == ["host"]
+    assert [p["PublishMode"] for p in nginx["EndpointSpec"]["Ports"]] == ["host", "host"]
+
+
+def test_https_and_http2_reach_a_task(swarm_stack):
+    client, name = swarm_stack["docker"], swarm_stack["name"]
+    context = ssl.create_default_context(cafile=swarm_stack["ca"])
+    with httpx.Client(http2=True, verify=context) as http:
+        response = http.get(f"{swarm_stack['tls_url']}/info", timeout=10)
+    assert response.http_version == "HTTP/2"
+    assert response.json()["hostname"] in running_tasks(client, f"{name}_app")
+    # The app builds its URLs with the scheme and port the client used.
+    assert response.json()["url"] == f"{swarm_stack['tls_url']}/info"
 
 
 def test_every_task_answers_through_nginx(swarm_stack):

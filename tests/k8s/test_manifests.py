@@ -2,6 +2,7 @@
 schemas of a current Kubernetes release; the settings the README promises are there."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -133,3 +134,66 @@ def test_each_overlay_has_its_own_namespace_and_message():
         settings[namespace] = config["GATEWAY_MESSAGE"]
     assert all(settings.values()), settings
     assert len(set(settings)) == len(set(settings.values())) == len(OVERLAYS), settings
+
+
+def nginx_files(documents):
+    """The nginx ConfigMap's files: nginx.conf and edge.conf."""
+    return next(
+        d["data"]
+        for d in documents
+        if d["kind"] == "ConfigMap" and "nginx.conf" in d.get("data", {})
+    )
+
+
+def compose_default(setting):
+    """The default docker-compose.yml gives a setting (`${NAME:-default}`)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    return re.search(rf"\$\{{{setting}:-([^}}]*)\}}", text).group(1)
+
+
+def test_ingress_serves_tls_for_every_host_it_routes(rendered):
+    ingress = find(rendered, "Ingress", "gateway")["spec"]
+    hosts = {rule["host"] for rule in ingress["rules"]}
+    (tls,) = ingress["tls"]
+    assert set(tls["hosts"]) == hosts
+    assert tls["secretName"] == "gateway-tls"
+
+
+def test_nginx_serves_https_and_http2_from_the_tls_secret(rendered):
+    pod = find(rendered, "Deployment", "nginx")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "https", "containerPort": 8443} in container["ports"]
+    (tls_volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert tls_volume["secret"]["secretName"] == "gateway-tls"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == tls_volume["name"]]
+    # A folder, so a renewed Secret is seen; subPath mounts are never updated.
+    assert mount["mountPath"] == "/etc/nginx/tls" and "subPath" not in mount
+    service_ports = find(rendered, "Service", "gateway")["spec"]["ports"]
+    assert {"name": "https", "port": 443, "targetPort": "https"} in service_ports
+    conf = nginx_files(rendered)["nginx.conf"]
+    for directive in (
+        "listen 8443 ssl;",
+        "http2 on;",
+        "ssl_protocols TLSv1.2 TLSv1.3;",
+        "ssl_certificate /etc/nginx/tls/tls.crt;",
+        "ssl_session_tickets off;",
+    ):
+        assert directive in conf, directive
+
+
+def test_limits_are_the_compose_defaults_and_proxies_are_trusted_only_when_listed(rendered):
+    files = nginx_files(rendered)
+    assert "include /etc/nginx/gateway/edge.conf;" in files["nginx.conf"]
+    edge = [line for line in files["edge.conf"].splitlines() if not line.startswith("#")]
+    limit = compose_default("CONNECTIONS_PER_CLIENT")
+    assert f"limit_conn conn_per_client {limit};" in edge
+    annotations = find(rendered, "Ingress", "gateway")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == limit
+    # No rate limit, as RATE_LIMIT_PER_SECOND=0 in Compose.
+    assert compose_default("RATE_LIMIT_PER_SECOND") == "0"
+    assert not [line for line in edge if line.startswith("limit_req")]
+    trusted = [line for line in edge if line.startswith("set_real_ip_from")]
+    namespace = find(rendered, "Deployment", "nginx")["metadata"]["namespace"]
+    # The base trusts no one; customer-b's overlay trusts its load balancer's range.
+    expected = ["set_real_ip_from 10.0.0.0/8;"] if namespace.endswith("customer-b") else []
+    assert trusted == expected

@@ -10,10 +10,16 @@ def drain_flag(tmp_path):
 
 
 @pytest.fixture
-def app(drain_flag):
+def app(drain_flag, tmp_path):
     """An app configured for tests."""
     return create_app(
-        {"TESTING": True, "GATEWAY_DRAIN_FLAG": str(drain_flag), "GATEWAY_MESSAGE": "hello acme"}
+        {
+            "TESTING": True,
+            "GATEWAY_DRAIN_FLAG": str(drain_flag),
+            # Not the host's /dev/shm, which other processes on the machine may share.
+            "GATEWAY_FAULT_FILE": str(tmp_path / "fault"),
+            "GATEWAY_MESSAGE": "hello acme",
+        }
     )
 
 

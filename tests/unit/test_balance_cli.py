@@ -49,6 +49,21 @@ class FakeReplicas(BaseHTTPRequestHandler):
         elif self.path == "/sometimes-503":
             # r3's turn fails: every third request.
             self.answer(503 if replica == "r3" else 200, json.dumps({"hostname": replica}))
+        elif self.path == "/sick-r3":
+            # Like a replica of this project: its error page has no `hostname` field, but
+            # X-Served-By names it on every answer.
+            if replica == "r3":
+                self.answer(500, '{"error": "boom"}', headers=[("X-Served-By", replica)])
+            else:
+                self.answer(
+                    200, json.dumps({"hostname": replica}), headers=[("X-Served-By", replica)]
+                )
+        elif self.path == "/balancer-502":
+            # The balancer's own error page names no replica.
+            if replica == "r3":
+                self.answer(502, "<html>Bad Gateway</html>", "text/html")
+            else:
+                self.answer(200, json.dumps({"hostname": replica}))
         elif self.path == "/first-503":
             self.answer(503 if replica == "r1" else 200, json.dumps({"hostname": replica}))
         elif self.path == "/sometimes-slow":
@@ -143,13 +158,40 @@ def test_duration_instead_of_a_count(server, capsys):
     assert document["seconds"] >= 0.5
 
 
-def test_failed_requests_are_counted_by_status(server, capsys):
+def errors_by_replica(document):
+    return {replica["name"]: replica["errors"] for replica in document["replicas"]}
+
+
+def test_failed_requests_are_counted_by_status_and_replica(server, capsys):
     status, out, _ = run(capsys, f"{server}/sometimes-503", "-n", "30", "-c", "1", "--json")
     document = json.loads(out)
     assert status == 1
     assert document["errors"] == {"HTTP 503": 10}
     assert document["unmet"] == ["10 requests failed, more than the 0 allowed"]
-    assert {replica["name"] for replica in document["replicas"]} == {"r1", "r2"}
+    # The error answers name their replica in the same JSON field: r3 gave all ten.
+    assert errors_by_replica(document) == {"r1": 0, "r2": 0, "r3": 10}
+    assert (document["requests"], document["answered"], document["failed"]) == (30, 30, 10)
+
+
+def test_error_answers_are_attributed_by_x_served_by(server, capsys):
+    status, out, _ = run(capsys, f"{server}/sick-r3", "-n", "30", "-c", "1")
+    assert status == 1
+    assert "Errors: 10 of 30 requests failed: 10 × HTTP 500; from r3 10." in out
+    status, out, _ = run(capsys, f"{server}/sick-r3", "-n", "30", "-c", "1", "--json")
+    document = json.loads(out)
+    assert errors_by_replica(document) == {"r1": 0, "r2": 0, "r3": 10}
+    # Each replica still got a third: the balancer is even, one backend is sick.
+    assert [replica["count"] for replica in document["replicas"]] == [10, 10, 10]
+
+
+def test_a_balancers_own_errors_name_no_replica(server, capsys):
+    status, out, _ = run(capsys, f"{server}/balancer-502", "-n", "30", "-c", "1", "--json")
+    document = json.loads(out)
+    assert status == 1
+    assert errors_by_replica(document) == {"r1": 0, "r2": 0}
+    assert (document["requests"], document["answered"], document["failed"]) == (30, 20, 10)
+    status, out, _ = run(capsys, f"{server}/balancer-502", "-n", "30", "-c", "1")
+    assert "from no replica named 10." in out
 
 
 def test_a_failing_first_answer_is_measured_not_fatal(server, capsys):
@@ -157,7 +199,7 @@ def test_a_failing_first_answer_is_measured_not_fatal(server, capsys):
     document = json.loads(out)
     assert status == 1
     assert document["errors"] == {"HTTP 503": 1}
-    assert [replica["name"] for replica in document["replicas"]] == ["r2", "r3"]
+    assert errors_by_replica(document) == {"r1": 1, "r2": 0, "r3": 0}
 
 
 def test_timeouts_are_counted_as_timeouts(server, capsys):
@@ -231,3 +273,19 @@ def test_python_dash_m_runs_the_same_command(closed_port):
     finished = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2
     one_clear_line(finished.stderr)
+
+
+def test_cacert_must_be_a_readable_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["https://localhost:8443/info", "--cacert", str(tmp_path / "missing.crt")])
+    assert exited.value.code == 2
+    assert "missing.crt is not a file that can be read" in capsys.readouterr().err
+
+
+def test_cacert_and_insecure_exclude_each_other(tmp_path, capsys):
+    ca = tmp_path / "ca.crt"
+    ca.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main(["https://localhost:8443/info", "--cacert", str(ca), "--insecure"])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -33,6 +33,19 @@ def test_errors_are_counted_by_kind_and_left_out_of_shares():
     assert (result.answered, result.failed) == (8, 3)
 
 
+def test_named_errors_are_attributed_to_their_replica():
+    samples = [Sample("a", 0.01)] * 6 + [Sample("b", 0.01)] * 2 + [Sample("b", 0.3, "HTTP 500")] * 4
+    samples += [Sample(None, 5.0, "timeout")]
+    result = summarize(samples, url="u", named_by="t", concurrency=1, seconds=1)
+    a, b = result.replicas
+    # b got its even share of the requests; four of its six answers were errors.
+    assert (a.count, a.errors, b.count, b.errors) == (6, 0, 6, 4)
+    assert result.errors == {"HTTP 500": 4, "timeout": 1}
+    assert (result.requests, result.answered, result.failed, result.unattributed) == (13, 12, 5, 1)
+    # Its latency is that of every answer it gave, the slow errors included.
+    assert b.latency.max == 0.3
+
+
 def test_latency_percentiles_overall_and_per_replica():
     samples = [Sample("a", n / 1000) for n in range(1, 101)] + [Sample("b", 1.0)]
     result = summarize(samples, url="u", named_by="t", concurrency=1, seconds=1)

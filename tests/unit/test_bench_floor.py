@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-FLOOR_APP = Path(__file__).resolve().parents[2] / "bench/floor/floor_app.py"
+FLOOR_APP = Path(__file__).resolve().parents[2] / "bench/setups/server-floor/floor_app.py"
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@ import os
 import socket
 from datetime import datetime
 
+from flask import url_for
+
+import service
 from gateway import DEFAULTS, __version__, create_app, settings_from_environment
 
 
@@ -54,6 +57,7 @@ def test_info_fields_are_exactly_the_documented_ones(client):
         "served_at",
         "request_id",
         "client",
+        "url",
         "message",
     ]
 
@@ -63,6 +67,26 @@ def test_client_address_trusts_exactly_one_proxy_hop(client):
     headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.7"}
     body = client.get("/info", headers=headers, environ_base={"REMOTE_ADDR": "172.18.0.9"})
     assert body.get_json()["client"] == "203.0.113.7"
+
+
+def test_urls_the_app_builds_follow_the_forwarded_scheme_and_host():
+    # nginx sends what the client used: https on the TLS port, and the port it published.
+    app = create_app({"TESTING": True})
+
+    @app.get("/link")
+    def link():
+        return {"info": url_for("info", _external=True)}
+
+    client = app.test_client()
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "localhost:8443"}
+    assert client.get("/link", headers=headers).get_json()["info"] == (
+        "https://localhost:8443/info"
+    )
+    assert client.get("/info", headers=headers).get_json()["url"] == ("https://localhost:8443/info")
+
+
+def test_plain_requests_build_plain_urls(client):
+    assert client.get("/info").get_json()["url"] == "http://localhost/info"
 
 
 def test_client_address_without_proxy_is_the_peer(client):
@@ -120,3 +144,7 @@ def test_unexpected_error_is_json_500_without_traceback(app):
     assert response.status_code == 500
     assert response.get_json() == {"error": "Internal Server Error", "status": 500}
     assert "secret internals" not in response.get_data(as_text=True)
+
+
+def test_your_routes_in_service_are_registered(client):
+    assert client.application.blueprints["service"] is service.blueprint

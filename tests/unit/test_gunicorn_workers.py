@@ -36,6 +36,7 @@ def gunicorn(tmp_path_factory):
         "LOG_FORMAT": "json",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "GATEWAY_DRAIN_FLAG": str(folder / "draining"),
+        "GATEWAY_FAULT_FILE": str(folder / "fault"),
         "GATEWAY_DRAIN_SECONDS": "0",
     }
     env.pop("prometheus_multiproc_dir", None)
@@ -67,15 +68,10 @@ def gunicorn(tmp_path_factory):
 
 
 def info_requests_counted(url):
-    text = requests.get(f"{url}/metrics", timeout=5).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "gateway_http_requests_total" and sample.labels == {
-                "endpoint": "/info",
-                "status": "200",
-            }:
-                return sample.value
-    return 0
+    families = text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=5).text)
+    samples = (sample for family in families for sample in family.samples)
+    wanted = ("gateway_http_requests_total", {"endpoint": "/info", "status": "200"})
+    return next((s.value for s in samples if (s.name, s.labels) == wanted), 0)
 
 
 def get_info(url, number):

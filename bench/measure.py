@@ -1,0 +1,253 @@
+"""Measuring one setup: start it, check its replicas, load it with wrk, read its cgroups.
+
+CPU and memory come from the containers' own counters through the Docker API, so every
+setup is measured the same way whatever runs inside it.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import requests
+
+BENCH = Path(__file__).resolve().parent
+
+
+def containers(client, setup, service=None):
+    labels = [f"com.docker.compose.project={setup.project}"]
+    if service:
+        labels.append(f"com.docker.compose.service={service}")
+    return client.containers.list(all=True, filters={"label": labels})
+
+
+def all_healthy(client, setup):
+    found = containers(client, setup)
+    for container in found:
+        state = container.attrs["State"]
+        health = state.get("Health", {}).get("Status", "healthy")
+        if state["Status"] != "running" or health != "healthy":
+            return False
+    return bool(found)
+
+
+def answers(url):
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start(client, setup, log, timeout=150):
+    """Start a setup; seconds from `up` until all is healthy and /info answers (None: never)."""
+    began = time.monotonic()
+    # One service at a time, in the setup's order: a front nginx that resolves its
+    # upstream once must start after the replicas, and Compose v1 would abort the
+    # stack's nginx if a replica's healthcheck timed out once on a loaded machine.
+    for service in setup.services:
+        setup.compose("up", "-d", "--no-deps", service)
+    while not (all_healthy(client, setup) and answers(setup.url)):
+        if time.monotonic() - began > timeout:
+            if answers(setup.url):
+                log(f"[yellow]{setup.label}: answers, but not all healthy after {timeout} s")
+                return None
+            logs = setup.compose("logs", "--tail=20").stdout
+            raise RuntimeError(f"{setup.label}: not answering after {timeout} s\n{logs}")
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
+def replicas_answering(client, setup, tries=60):
+    """(replicas that answered /info, replicas the engine reports), by hostname.
+
+    The hostname in the body (the seed's and this app's /info) or X-Served-By names the
+    replica; a fresh connection each time makes the front balance every request anew.
+    """
+    expected = {c.attrs["Config"]["Hostname"] for c in containers(client, setup, setup.app_service)}
+    seen = set()
+    with requests.Session() as http:
+        http.headers["Connection"] = "close"
+        for _ in range(tries):
+            response = http.get(setup.url, timeout=5)
+            try:
+                hostname = response.json().get("hostname")
+            except ValueError:
+                hostname = None
+            seen.add(response.headers.get("X-Served-By") or hostname)
+            if expected <= seen:
+                break
+    return len(expected & seen), len(expected)
+
+
+def cpu_seconds(client, setup):
+    """CPU time used so far by every container of the setup (the cgroups' own counters)."""
+
+    def used(container):
+        stats = container.stats(stream=False, one_shot=True)
+        return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+
+    with ThreadPoolExecutor() as pool:
+        return sum(pool.map(used, containers(client, setup)))
+
+
+def resident_mib(container):
+    """The container's resident memory in MiB, each page once: anonymous + mapped files.
+
+    Summing every process's RSS would count the pages that a master and its workers
+    share (code, libraries, whatever was loaded before the fork) twice.
+    """
+    memory = container.stats(stream=False, one_shot=True)["memory_stats"]["stats"]
+    if "anon" in memory:  # cgroup v2
+        return (memory["anon"] + memory["file_mapped"]) / 2**20
+    return (memory["rss"] + memory["mapped_file"]) / 2**20
+
+
+def process_rss_mib(container):
+    """The sum of every process's RSS in the container, in MiB (shared pages counted twice)."""
+    top = container.top(ps_args="-o pid,rss")
+    rss_column = top["Titles"].index("RSS")
+    return sum(int(row[rss_column]) for row in top["Processes"]) / 1024
+
+
+def wrk(url, connections, seconds):
+    """One wrk run; returns requests/s, latency percentiles (ms) and errors."""
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s"]
+    command += ["--timeout", "5s", "-s", str(BENCH / "report.lua"), url]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    line = next((line for line in output.splitlines() if line.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result for {url}:\n{output}")
+    raw = json.loads(line.removeprefix("BENCH "))
+    errors = sum(raw[key] for key in raw if key.endswith("_errors") or key == "timeouts")
+    return {
+        "requests": raw["requests"],
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p95_ms": raw["p95_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": errors,
+    }
+
+
+def measure_point(client, setup, connections, seconds):
+    cpu_before = cpu_seconds(client, setup)
+    point = wrk(setup.url, connections, seconds)
+    cpu_used = cpu_seconds(client, setup) - cpu_before
+    point["cpu_s_per_1k"] = 1000 * cpu_used / point["requests"] if point["requests"] else None
+    return point
+
+
+def seconds_until_new_replica_answers(client, setup, limit):
+    """Scale the app by one; seconds until a request is answered by the new replica, or None."""
+    service = setup.app_service
+    known = {c.attrs["Config"]["Hostname"] for c in containers(client, setup, service)}
+    began = time.monotonic()
+    setup.compose("up", "-d", "--no-deps", "--scale", f"{service}={len(known) + 1}", service)
+    with requests.Session() as http:
+        http.headers["Connection"] = "close"
+        while time.monotonic() - began < limit:
+            try:
+                hostname = http.get(setup.url, timeout=2).json()["hostname"]
+            except (requests.RequestException, ValueError, KeyError):
+                hostname = None
+            if hostname and hostname not in known:
+                return time.monotonic() - began
+            time.sleep(0.05)
+    return None
+
+
+def image_mib(client, setup):
+    """Size of the image(s) the setup runs, in MiB."""
+    tags = {c.attrs["Config"]["Image"] for c in containers(client, setup)}
+    return {tag: client.images.get(tag).attrs["Size"] / 2**20 for tag in sorted(tags)}
+
+
+# Where a sample's time is charged: to the innermost frame that belongs to one of these
+# (so the standard library's time goes to whoever called it). The app's additions by
+# what they do, then the libraries by package. A frame reads "name (path:line)".
+PROFILE_GROUPS = [
+    ("metrics (gateway_metrics, prometheus_client)", ("gateway_metrics.py", "prometheus_client/")),
+    ("access line (gateway_logging)", ("gateway_logging.py", "pythonjsonlogger/")),
+    ("ProxyFix", ("werkzeug/middleware/proxy_fix.py",)),
+    ("the app's handlers (gateway.py, seed app)", ("gateway.py", "flask_floor.py", "seed_app.py")),
+    ("JSON encoding", ("json/",)),
+    ("Flask and Werkzeug", ("flask/", "werkzeug/")),
+    ("gunicorn", ("gunicorn/",)),
+    ("gevent", ("gevent/", "greenlet")),
+]
+OTHER = "other (Python itself, the standard library)"
+
+
+def charged_to(frames):
+    for frame in reversed(frames):
+        for name, marks in PROFILE_GROUPS:
+            if any(mark in frame for mark in marks):
+                return name
+    return OTHER
+
+
+def profile(client, setup, connections, seconds):
+    """Share of a replica's busy samples per group (PROFILE_GROUPS) while wrk loads it.
+
+    py-spy runs on the host and attaches to the replica's busiest process (the gunicorn
+    worker), so the image needs nothing. Returns None when py-spy is missing or refused.
+    """
+    py_spy = Path(os.environ.get("VIRTUAL_ENV", BENCH.parent / ".venv")) / "bin" / "py-spy"
+    replica = containers(client, setup, setup.app_service)[0]
+    processes = replica.top(ps_args="-o pid,ppid,args")["Processes"]
+    pids = {row[0] for row in processes}
+    # The worker: a process whose parent is in the same container (the master's child).
+    workers = [row[0] for row in processes if row[1] in pids]
+    if not py_spy.exists() or not workers:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
+        command = [str(py_spy), "record", "--pid", workers[0], "--duration", str(seconds)]
+        command += ["--rate", "200", "--format", "raw", "--nonblocking", "--output", raw.name]
+        sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wrk(setup.url, connections, seconds)
+        if sampler.wait(timeout=seconds + 30) != 0:
+            return None
+        lines = Path(raw.name).read_text().splitlines()
+    shares, total = Counter(), 0
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if "(" not in stack:
+            continue
+        total += int(count)
+        shares[charged_to(stack.split(";"))] += int(count)
+    return {"samples": total, "shares": {k: v / total for k, v in shares.items()} if total else {}}
+
+
+def machine():
+    """What the numbers were measured on."""
+    meminfo = Path("/proc/meminfo").read_text().split()
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    docker_version = docker.from_env().version()["Version"]
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[:2]
+    compose = subprocess.run(
+        [str(BENCH.parent / "scripts/compose"), "--which"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1),
+        "kernel": platform.release(),
+        "docker": docker_version,
+        "compose": compose,
+        "load_generator": " ".join(wrk_version),
+        # Other work on the machine; a benchmark on a busy machine says so.
+        "load_average": round(os.getloadavg()[0], 1),
+    }

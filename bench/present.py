@@ -1,0 +1,234 @@
+"""The report as people read it: a Markdown document, a chart, and a closing note."""
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def fmt(stat, digits=0, with_spread=False):
+    if stat is None:
+        return "–"
+    text = f"{stat['median']:,.{digits}f}"
+    if with_spread:
+        text += f" ({stat['min']:,.{digits}f}–{stat['max']:,.{digits}f})"
+    return text
+
+
+def seconds(value):
+    return "–" if value is None else f"{value:.1f}"
+
+
+def setup_table(report):
+    lines = ["| setup | what it is, where it comes from |", "|---|---|"]
+    for row in report["setups"]:
+        lines.append(f"| {row['label']} | {row['source']} (`{row['folder']}`) |")
+    return lines
+
+
+def load_table(report):
+    lines = [
+        "| setup | connections | requests/s | p50 ms | p95 ms | p99 ms | errors | CPU ms / req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["summary"]:
+        lines.append(
+            f"| {row['label']} | {row['c']} | {fmt(row['rps'], 0, True)} "
+            f"| {fmt(row['p50_ms'], 1)} | {fmt(row['p95_ms'], 1)} | {fmt(row['p99_ms'], 1)} "
+            f"| {row['errors']} | {fmt(row['cpu_s_per_1k'], 3)} |"
+        )
+    return lines
+
+
+def resource_table(report):
+    lines = [
+        "| setup | image(s), MiB | up → ready, s | replicas answering | resident MiB per "
+        "replica, max (Σ RSS) | `--scale` → new replica answers, s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in report["setups"]:
+        images = ", ".join(f"`{tag}` {size:.0f}" for tag, size in row["images"].items())
+        rss, process_rss = row["rss_mib"], row["process_rss_mib"]
+        rss_text = f"{max(rss):.1f} ({max(process_rss):.1f})" if rss else "–"
+        answering = "{}/{}".format(*row["replicas"]) if row.get("replicas") else "–"
+        scale = row.get("scale_seconds", "not measured")
+        if scale is None:
+            scale = f"never within {report['plan']['scale_limit']} s"
+        elif isinstance(scale, float):
+            scale = f"{scale:.1f}"
+        lines.append(
+            f"| {row['label']} | {images} | {seconds(row['up_seconds'])} | {answering} "
+            f"| {rss_text} | {scale} |"
+        )
+    return lines
+
+
+def profile_table(report):
+    profiles = {row["label"]: row["profile"] for row in report["setups"] if row.get("profile")}
+    if not profiles:
+        return []
+    groups = sorted({group for p in profiles.values() for group in p["shares"]})
+    lines = [
+        "Where a replica's CPU goes under load (py-spy on one replica's worker, share of its "
+        "busy samples; standard-library time is charged to its caller):",
+        "",
+        "| | "
+        + " | ".join(f"{label} ({p['samples']} samples)" for label, p in profiles.items())
+        + " |",
+        "|---|" + "---:|" * len(profiles),
+    ]
+    for group in groups:
+        shares = (f"{100 * p['shares'].get(group, 0):.0f} %" for p in profiles.values())
+        lines.append(f"| {group} | " + " | ".join(shares) + " |")
+    return lines + [""]
+
+
+def markdown(report):
+    """The results as a Markdown document: setups, load, resources, ratios, goals, profile."""
+    plan, host = report["plan"], report["machine"]
+    lines = [
+        f"# Benchmark, {report['finished']}",
+        "",
+        f"Command: `{plan['command']}`. Machine: {host['cpus']} × {host['cpu_model']}, "
+        f"{host['memory_gib']} GiB, Linux {host['kernel']}, Docker {host['docker']}, "
+        f"{host['compose']}, {host['load_generator']}, 1-minute load average "
+        f"{host['load_average']} at the end. {plan['repeats']} repeat(s) of {plan['duration']} s "
+        "per point, interleaved; medians, with min–max over repeats for requests/s.",
+        "",
+        *setup_table(report),
+        "",
+        *load_table(report),
+        "",
+        *resource_table(report),
+        "",
+        "Resident memory counts each page of a replica once (cgroup anonymous + mapped "
+        "files); Σ RSS adds up its processes' RSS, counting what they share twice. CPU per "
+        "request counts every container of the setup (nginx too). Up → ready: from `up` "
+        "(images built) until every container is running, healthy where it has a "
+        "healthcheck, and `/info` answers. Replicas answering: distinct replicas that "
+        "answered `/info` through the front, of those the engine reports.",
+        "",
+        f"Ratios at {plan['headline']} connections, median (min–max) over repeats:",
+        "",
+    ]
+    for stat in report["ratios"]:
+        lines.append(
+            f"- {stat['name']}: **{stat['median']:.2f}** ({stat['min']:.2f}–{stat['max']:.2f})"
+        )
+    lines += [
+        "",
+        "Goals (issue 16). Where the stack misses one, the last column shows whether the "
+        "floors meet it: a goal the Flask floor misses too is out of reach for any Flask app "
+        "on this server here, one the server floor misses for any app at all.",
+        "",
+        "| goal | measured | met | why: best peer, floors |",
+        "|---|---:|:---:|---|",
+    ]
+    for goal, measured, met, why in report["goals"]:
+        lines.append(f"| {goal} | {measured} | {'yes' if met else '**no**'} | {why} |")
+    lines += ["", *profile_table(report)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def readme_summary(report):
+    """The few lines the README shows: the stack against each peer, and the goals met."""
+    plan = report["plan"]
+    labels = {row["name"]: row for row in report["setups"]}
+    peers = [row["name"] for row in report["setups"] if row.get("peer")]
+    lines = [
+        f"Run of {report['finished']} ({plan['repeats']} × {plan['duration']} s at "
+        f"{plan['headline']} connections), median (min–max) over interleaved repeats:",
+        "",
+        "| this stack ÷ … | requests/s | p99 latency |",
+        "|---|---:|---:|",
+    ]
+    for name in peers:
+        by_key = {
+            r["key"]: r for r in report["ratios"] if (r["top"], r["bottom"]) == ("stack", name)
+        }
+        if by_key:
+            row = labels[name]
+            cells = (
+                f"{by_key[k]['median']:.2f}× ({by_key[k]['min']:.2f}–{by_key[k]['max']:.2f})"
+                if k in by_key
+                else "–"
+                for k in ("rps", "p99_ms")
+            )
+            lines.append(f"| [{row['label']}]({row['folder']}) | " + " | ".join(cells) + " |")
+    met = [goal for goal, _, ok, _ in report["goals"] if ok]
+    missed = [goal for goal, _, ok, _ in report["goals"] if not ok]
+    lines += ["", f"Goals met: {len(met)} of {len(report['goals'])}."]
+    if missed:
+        lines[-1] += " Missed: " + "; ".join(missed) + " (why: the goals table in latest.md)."
+    return "\n".join(lines) + "\n"
+
+
+def chart(report, path):
+    """Throughput and p99 latency against concurrency, one line per setup (min–max bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for label in dict.fromkeys(row["label"] for row in report["summary"]):
+        rows = [row for row in report["summary"] if row["label"] == label]
+        levels = [row["c"] for row in rows]
+        rps = [row["rps"] for row in rows]
+        throughput.errorbar(
+            levels,
+            [s["median"] for s in rps],
+            yerr=[[s["median"] - s["min"] for s in rps], [s["max"] - s["median"] for s in rps]],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+        latency.plot(levels, [row["p99_ms"]["median"] for row in rows], marker="o", label=label)
+    # Logarithmic: the ceiling is ten times the rest, which a linear axis would flatten.
+    throughput.set(
+        title="Throughput", xlabel="concurrent connections", ylabel="requests/s", yscale="log"
+    )
+    latency.set(title="p99 latency", xlabel="concurrent connections", ylabel="ms", yscale="log")
+    for axes in (throughput, latency):
+        axes.set_xticks(report["plan"]["concurrency"])
+        axes.grid(alpha=0.3)
+    # One legend under both plots, where it hides no line; peers are named by source.
+    handles, labels = latency.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), frameon=False)
+    host = report["machine"]
+    figure.suptitle(
+        f"{report['plan']['command']} — {host['cpus']} CPUs, Docker {host['docker']}, "
+        f"{report['finished']}",
+        fontsize=9,
+    )
+    rows_of_legend = -(-len(labels) // 5)
+    figure.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def closing_note(report, output):
+    table = Table(title=f"at {report['plan']['headline']} connections")
+    for column in ("setup", "requests/s", "p99 ms", "errors", "CPU ms/req"):
+        table.add_column(column)
+    for row in report["summary"]:
+        if row["c"] == report["plan"]["headline"]:
+            table.add_row(
+                row["label"],
+                fmt(row["rps"], 0, True),
+                fmt(row["p99_ms"], 1),
+                str(row["errors"]),
+                fmt(row["cpu_s_per_1k"], 3),
+            )
+    console.print(table)
+    for stat in report["ratios"]:
+        console.print(
+            f"{stat['name']}: [bold]{stat['median']:.2f}[/] "
+            f"(min–max {stat['min']:.2f}–{stat['max']:.2f})"
+        )
+    for goal, measured, met, why in report["goals"]:
+        verdict = "[green]met" if met else "[red]not met"
+        console.print(f"goal {goal}: {measured} {verdict}[/] ({why})")
+    console.print(
+        f"wrote {output / 'latest.md'}, {output / 'latest.png'}, {output / 'latest.json'}"
+    )
