@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from conftest import ROOT, Stack, free_port
+from conftest import ROOT, extra_stack
 from scipy.stats import binom, binomtest
 from steady_traffic import SteadyTraffic, serves_through_nginx, wait_for
 
@@ -414,25 +414,12 @@ RANDOM_DELAY_MS = (10, 30)
 @pytest.fixture(scope="module")
 def random_fault_stack(stack):
     """A second, two-replica stack of the same image with random faults switched on."""
-    project = f"{stack.project}random"
-    port = free_port()
-    env = {
-        **stack.env,
-        "COMPOSE_PROJECT_NAME": project,
-        "GATEWAY_PORT": str(port),
-        "APP_REPLICAS": "2",
-        "GATEWAY_RANDOM_ERROR_RATE": str(RANDOM_ERROR_RATE),
-        "GATEWAY_RANDOM_DELAY_MS": "{}-{}".format(*RANDOM_DELAY_MS),
-    }
-    randomly = Stack(f"http://127.0.0.1:{port}", project, env, stack.docker)
-    try:
-        # One service at a time, as test_bad_input's second stack, for Compose v1's sake.
-        for service in ("app", "nginx"):
-            randomly.compose("up", "-d", "--no-deps", service, timeout=600)
-            randomly.wait_until_healthy()
+    delay = "{}-{}".format(*RANDOM_DELAY_MS)
+    settings = {"GATEWAY_RANDOM_ERROR_RATE": str(RANDOM_ERROR_RATE)}
+    with extra_stack(
+        stack, "random", APP_REPLICAS="2", GATEWAY_RANDOM_DELAY_MS=delay, **settings
+    ) as randomly:
         yield randomly
-    finally:
-        randomly.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)
 
 
 def test_random_error_rate_is_the_setting_within_binomial_tolerance(random_fault_stack, report):
