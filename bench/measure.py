@@ -63,25 +63,28 @@ def start(client, setup, log, timeout=150):
     return time.monotonic() - began
 
 
-def replicas_answering(client, setup, tries=60):
+def replicas_answering(client, setup, timeout=60):
     """(replicas that answered /info, replicas the engine reports), by hostname.
 
     The hostname in the body (the seed's and this app's /info) or X-Served-By names the
-    replica; a fresh connection each time makes the front balance every request anew.
+    replica; a fresh connection each time makes the front balance every request anew. A
+    replica still starting (a peer's uWSGI) costs a front nginx a failure, and it is left
+    out for a while: keep asking until every replica has answered or `timeout` s passed.
     """
     expected = {c.attrs["Config"]["Hostname"] for c in containers(client, setup, setup.app_service)}
     seen = set()
+    deadline = time.monotonic() + timeout
     with requests.Session() as http:
         http.headers["Connection"] = "close"
-        for _ in range(tries):
-            response = http.get(setup.url, timeout=5)
+        while not expected <= seen and time.monotonic() < deadline:
             try:
+                response = http.get(setup.url, timeout=5)
                 hostname = response.json().get("hostname")
-            except ValueError:
-                hostname = None
-            seen.add(response.headers.get("X-Served-By") or hostname)
-            if expected <= seen:
-                break
+            except (requests.RequestException, ValueError):
+                response, hostname = None, None
+            if response is not None:
+                seen.add(response.headers.get("X-Served-By") or hostname)
+            time.sleep(0.05)
     return len(expected & seen), len(expected)
 
 

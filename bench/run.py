@@ -72,6 +72,12 @@ def bring_up(client, setups, rows):
         replicas = None
         if setup.app_service:
             replicas = measure.replicas_answering(client, setup)
+            if replicas[0] < replicas[1]:
+                raise RuntimeError(
+                    "{}: only {}/{} replicas answered /info through the front in 60 s".format(
+                        setup.label, *replicas
+                    )
+                )
         console.log(
             f"{setup.label}: ready in {present.seconds(up_seconds)} s on :{setup.port}"
             + (", replicas answering {}/{}".format(*replicas) if replicas else "")
