@@ -6,7 +6,14 @@ assert not unmet_expectations(result, Expectations(replicas=5))
 
 import time
 
-from balance_check.sampling import BY_HOSTNAME, Identity, TargetError, probe, send_requests
+from balance_check.sampling import (
+    BY_HOSTNAME,
+    CONCURRENCY,
+    Identity,
+    TargetError,
+    probe,
+    send_requests,
+)
 from balance_check.statistics import BalanceResult, Expectations, summarize, unmet_expectations
 
 __all__ = [
@@ -19,39 +26,20 @@ __all__ = [
 ]
 
 
-def check(
-    url,
-    *,
-    requests_total=None,
-    duration=None,
-    concurrency=10,
-    timeout=5.0,
-    identity=BY_HOSTNAME,
-    new_connections=False,
-    on_sample=None,
-    verify=True,
-):
+def check(url, *, identity=BY_HOSTNAME, timeout=5.0, verify=True, **sampling):
     """Probe the URL, send the requests and return a BalanceResult; TargetError if it cannot.
 
-    `verify`: for https, True (the system's CAs), a CA file's path, or False (no check).
+    `sampling`: how to send them, as send_requests takes it (requests_total or duration,
+    concurrency, new_connections, on_sample). `verify`: for https, True (the system's CAs),
+    a CA file's path, or False (no check).
     """
     probe(url, identity, timeout, verify)
     started = time.perf_counter()
-    samples = send_requests(
-        url,
-        requests_total=requests_total,
-        duration=duration,
-        concurrency=concurrency,
-        timeout=timeout,
-        identity=identity,
-        new_connections=new_connections,
-        on_sample=on_sample,
-        verify=verify,
-    )
+    samples = send_requests(url, identity=identity, timeout=timeout, verify=verify, **sampling)
     return summarize(
         samples,
         url=url,
         named_by=identity.describe(),
-        concurrency=concurrency,
+        concurrency=sampling.get("concurrency", CONCURRENCY),
         seconds=time.perf_counter() - started,
     )

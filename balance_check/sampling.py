@@ -68,6 +68,8 @@ class Identity:
 
 # Frozen, so one shared default is safe.
 BY_HOSTNAME = Identity()
+# Clients sending at once, unless told otherwise.
+CONCURRENCY = 10
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def send_requests(
     *,
     requests_total=None,
     duration=None,
-    concurrency=10,
+    concurrency=CONCURRENCY,
     timeout=5.0,
     identity=BY_HOSTNAME,
     new_connections=False,

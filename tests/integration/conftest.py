@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import docker
 import pytest
 import requests
+
+from balance_check import Identity, check
 
 ROOT = Path(__file__).resolve().parents[2]
 # GATEWAY_TEST_TLS=true: the tests reach the stack through its TLS port (HTTPS, verified
@@ -252,3 +255,44 @@ def report(request):
     write(f"\n{title} (steady GET traffic through nginx):")
     for line in lines:
         write(f"  {line}")
+
+
+def fault(stack, replica, *args):
+    """Run scripts/fault.sh for this replica (by its hostname, as a user would copy it).
+
+    Return when it started: the switch flips somewhere between then and its return (the
+    command runs inside the replica through docker exec, which takes a second or so).
+    """
+    started = time.monotonic()
+    done = subprocess.run(
+        [ROOT / "scripts/fault.sh", replica.attrs["Config"]["Hostname"], *args],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return started
+
+
+@pytest.fixture(scope="module")
+def breakable(stack):
+    """The session's stack, for a module that breaks replicas; after it, wait until nginx
+    has re-resolved them and forgiven every failure (NGINX_RESOLVE_SECONDS and
+    NGINX_FAIL_TIMEOUT as shipped), so that the modules that follow find it whole."""
+    yield stack
+    time.sleep(2 + 5)
+
+
+def check_swarm_tasks(url, requests_total):
+    """The balance checker against Swarm tasks: each answer names its container (hostname)
+    and its overlay address; a new connection per request, so each is balanced anew."""
+    return check(
+        url,
+        requests_total=requests_total,
+        concurrency=4,
+        timeout=10,
+        identity=Identity(fields=("hostname", "ip")),
+        new_connections=True,
+    )

@@ -29,20 +29,13 @@ NGINX_RESOLVE_SECONDS = 2
 CLOSE = {"Connection": "close"}
 
 
-@pytest.fixture(scope="module")
-def chaos_stack(stack):
-    """The session's stack; afterwards nginx has re-resolved and forgiven every failure."""
-    yield stack
-    time.sleep(NGINX_RESOLVE_SECONDS + NGINX_FAIL_TIMEOUT)
-
-
 @pytest.fixture(autouse=True)
-def five_healthy_replicas(chaos_stack):
+def five_healthy_replicas(breakable):
     """Each scenario starts and ends with five healthy replicas, whatever it broke."""
     yield
     # `up` also starts replicas that were stopped by hand (docker stop / docker kill).
-    chaos_stack.compose("up", "-d", "--no-deps", "--scale", f"app={REPLICAS}", "app")
-    chaos_stack.wait_until_healthy()
+    breakable.compose("up", "-d", "--no-deps", "--scale", f"app={REPLICAS}", "app")
+    breakable.wait_until_healthy()
 
 
 def traffic(stack):
@@ -60,11 +53,11 @@ def crash(container):
 
 
 @pytest.mark.parametrize("victims", [1, 2], ids=["one", "two-at-once"])
-def test_crashed_replicas_come_back_and_no_request_fails(chaos_stack, report, victims):
-    stack = chaos_stack
-    replicas = chaos_stack.containers("app")[:victims]
+def test_crashed_replicas_come_back_and_no_request_fails(breakable, report, victims):
+    stack = breakable
+    replicas = breakable.containers("app")[:victims]
     restarts = {replica.id: replica.attrs["RestartCount"] for replica in replicas}
-    with traffic(chaos_stack) as load:
+    with traffic(breakable) as load:
         load.run_for(2)
         for replica in replicas:
             crash(replica)
@@ -87,9 +80,9 @@ def test_crashed_replicas_come_back_and_no_request_fails(chaos_stack, report, vi
     assert len(load.failures) <= load.clients
 
 
-def test_docker_kill_is_a_manual_stop_and_no_request_fails(chaos_stack, report):
-    (replica, *_) = chaos_stack.containers("app")
-    with traffic(chaos_stack) as load:
+def test_docker_kill_is_a_manual_stop_and_no_request_fails(breakable, report):
+    (replica, *_) = breakable.containers("app")
+    with traffic(breakable) as load:
         load.run_for(2)
         replica.kill()
         load.run_for(NGINX_RESOLVE_SECONDS + 3)
@@ -100,43 +93,43 @@ def test_docker_kill_is_a_manual_stop_and_no_request_fails(chaos_stack, report):
     assert replica.status == "exited"
 
 
-def test_sigterm_drains_in_flight_requests_and_no_request_fails(chaos_stack, report):
-    (replica, *_) = chaos_stack.containers("app")
-    with traffic(chaos_stack) as load:
+def test_sigterm_drains_in_flight_requests_and_no_request_fails(breakable, report):
+    (replica, *_) = breakable.containers("app")
+    with traffic(breakable) as load:
         load.run_for(2)
         # docker stop: SIGTERM to gunicorn (PID 1), /readyz 503, drain, graceful exit.
         replica.stop(timeout=30)  # the stop_grace_period, as `docker-compose stop` uses
         replica.reload()
         exit_code = replica.attrs["State"]["ExitCode"]
         replica.start()
-        wait_for(lambda: serves_through_nginx(chaos_stack, replica), what="stopped replica back")
+        wait_for(lambda: serves_through_nginx(breakable, replica), what="stopped replica back")
         load.run_for(NGINX_RESOLVE_SECONDS + 1)
     report(load.summary("SIGTERM 1 replica, then start it again"))
     assert exit_code == 0, "gunicorn did not exit by itself: SIGTERM missed it or it was killed"
     assert load.failures == []
 
 
-def test_scaling_5_10_3_5_loses_no_request(chaos_stack, report):
-    with traffic(chaos_stack) as load:
+def test_scaling_5_10_3_5_loses_no_request(breakable, report):
+    with traffic(breakable) as load:
         for count in (10, 3, REPLICAS):
-            chaos_stack.compose("up", "-d", "--no-deps", "--scale", f"app={count}", "app")
-            chaos_stack.wait_until_healthy()
-            assert len(chaos_stack.containers("app")) == count
+            breakable.compose("up", "-d", "--no-deps", "--scale", f"app={count}", "app")
+            breakable.wait_until_healthy()
+            assert len(breakable.containers("app")) == count
             load.run_for(NGINX_RESOLVE_SECONDS + 1)
     report(load.summary("scale 5 -> 10 -> 3 -> 5"))
     assert load.failures == []
 
 
-def test_rolling_restart_replaces_every_replica_and_no_request_fails(chaos_stack, report):
-    old = {replica.id for replica in chaos_stack.containers("app")}
-    with traffic(chaos_stack) as load:
+def test_rolling_restart_replaces_every_replica_and_no_request_fails(breakable, report):
+    old = {replica.id for replica in breakable.containers("app")}
+    with traffic(breakable) as load:
         load.run_for(1)
         subprocess.run(
-            [ROOT / "scripts/rollout.sh"], cwd=ROOT, env=chaos_stack.env, check=True, timeout=900
+            [ROOT / "scripts/rollout.sh"], cwd=ROOT, env=breakable.env, check=True, timeout=900
         )
         load.run_for(1)
     report(load.summary("rolling restart of 5 replicas (scripts/rollout.sh)"))
-    new = {replica.id for replica in chaos_stack.containers("app")}
+    new = {replica.id for replica in breakable.containers("app")}
     assert len(new) == REPLICAS
     assert not old & new, "some replicas were not replaced"
     assert load.failures == []
@@ -151,16 +144,16 @@ def nginx_processes(stack):
     return master, workers
 
 
-def test_nginx_reload_loses_no_request(chaos_stack, report):
-    master, workers = nginx_processes(chaos_stack)
-    with traffic(chaos_stack) as load:
+def test_nginx_reload_loses_no_request(breakable, report):
+    master, workers = nginx_processes(breakable)
+    with traffic(breakable) as load:
         for _ in range(3):
             load.run_for(1)
             reload = ("exec", "-T", "nginx", "/bin/sh", "/etc/nginx/gateway/start.sh", "reload")
-            chaos_stack.compose(*reload)
+            breakable.compose(*reload)
         load.run_for(2)
     report(load.summary("nginx reload x3"))
-    new_master, new_workers = nginx_processes(chaos_stack)
+    new_master, new_workers = nginx_processes(breakable)
     assert new_master == master and not workers & new_workers, "nginx did not reload"
     assert load.failures == []
 
@@ -175,11 +168,11 @@ def gunicorn_worker(replica):
     return workers[0] if len(workers) == 1 else None
 
 
-def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(chaos_stack, report):
-    (replica, *_) = chaos_stack.containers("app")
+def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(breakable, report):
+    (replica, *_) = breakable.containers("app")
     (address,) = [n["IPAddress"] for n in replica.attrs["NetworkSettings"]["Networks"].values()]
     worker = gunicorn_worker(replica)
-    with traffic(chaos_stack) as load:
+    with traffic(breakable) as load:
         load.run_for(2)
         # A worker that stops answering: the kernel still accepts connections for it, but
         # no request gets an answer, and /healthz (Docker's healthcheck) neither.
@@ -212,7 +205,7 @@ def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(c
     # Healed: nginx sends it requests again, and it answers them.
     wait_for(
         lambda: (
-            requests.get(f"{chaos_stack.url}/info", headers=CLOSE).headers.get("X-Upstream-Addr")
+            requests.get(f"{breakable.url}/info", headers=CLOSE).headers.get("X-Upstream-Addr")
             == f"{address}:8000"
         ),
         timeout=60,

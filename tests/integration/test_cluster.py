@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import docker
 import pytest
 from cluster_timeline import Timeline, draw, placement_table
-from conftest import IN_CI, ROOT
+from conftest import IN_CI, ROOT, check_swarm_tasks
 from steady_traffic import SteadyTraffic
-
-from balance_check import Identity, check
 
 pytestmark = pytest.mark.cluster
 
+# The title of the lines the shared `report` fixture (conftest.py) prints at the end.
+REPORT_TITLE = "three-node cluster, nginx on the manager"
 REPLICAS = 5
 NODES = ("gwc-n1", "gwc-n2", "gwc-n3")
 ARTIFACTS = ROOT / "artifacts/cluster"
@@ -79,27 +79,6 @@ def cannot_run(why):
     if IN_CI:
         pytest.fail(f"CI=true but the cluster test cannot run: {why}")
     pytest.skip(why)
-
-
-@pytest.fixture(scope="module")
-def report(request):
-    """Lines for the terminal, at once and again at the end of the module."""
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    lines = []
-
-    def write(line):
-        with capture.global_and_fixture_disabled():
-            terminal.write_line(line)
-
-    def report_line(line=""):
-        lines.append(line)
-        write(f"  {line}")
-
-    yield report_line
-    write("\nthree-node cluster (steady GET traffic through nginx on the manager):")
-    for line in lines:
-        write(f"  {line}")
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +209,37 @@ def step_line(step, traffic):
     return f"{traffic.summary(step)} slowest={slowest:.2f}s"
 
 
+def tasks_per_node(tasks):
+    return {node: sum(1 for n, _ in tasks.values() if n == node) for node in NODES}
+
+
+def service_update_under_load(cluster, what, *options):
+    """`docker service update OPTIONS app` under steady traffic: (traffic, result, seconds)."""
+    with SteadyTraffic(f"{cluster.url}/info", clients=6) as traffic:
+        traffic.run_for(2)
+        cluster.timeline.event(f"{what} starts")
+        began = time.monotonic()
+        update = cluster.docker_cli(
+            "service", "update", *options, "--detach=false", "--quiet", cluster.app
+        )
+        seconds = time.monotonic() - began
+        traffic.run_for(3)
+    cluster.timeline.add_traffic(traffic)
+    cluster.timeline.event(f"{what} done")
+    return traffic, update, seconds
+
+
+def traffic_figures(traffic, timeline, **step):
+    """A step's own figures, and what its traffic saw, for figures.json."""
+    return {
+        **step,
+        "sent": len(traffic.outcomes),
+        "failed": len(traffic.failures),
+        "longest_gap": round(traffic.longest_gap(), 2),
+        "placement": timeline.placement(),
+    }
+
+
 def test_every_task_on_every_node_answers(cluster, report, figures):
     tasks = running_tasks(cluster)
     nodes = sorted({node for node, _ in tasks.values()})
@@ -239,14 +249,7 @@ def test_every_task_on_every_node_answers(cluster, report, figures):
 
     # The project's balance checker, as for the single-node Swarm, against the tasks Swarm
     # reports: each answer names its container (hostname) and its overlay address.
-    result = check(
-        f"{cluster.url}/info",
-        requests_total=40 * REPLICAS,
-        concurrency=4,
-        timeout=10,
-        identity=Identity(fields=("hostname", "ip")),
-        new_connections=True,
-    )
+    result = check_swarm_tasks(f"{cluster.url}/info", requests_total=40 * REPLICAS)
     shares = {name.split(" ")[0]: count for name, count in result.counts.items()}
     report(
         "1. every task answers: "
@@ -374,33 +377,21 @@ def test_the_worker_comes_back_and_a_rebalance_spreads_the_tasks(cluster, report
     for line in restored.splitlines():
         report(f"   {line}")
     timeline.event(f"{victim} back")
-    with SteadyTraffic(f"{cluster.url}/info", clients=6) as traffic:
-        traffic.run_for(2)
-        timeline.event("rebalance starts")
-        began = time.monotonic()
-        # --force replaces every task, one at a time (start-first); the scheduler puts each
-        # new one on the node with the fewest of the service's tasks: the empty node first.
-        update = cluster.docker_cli(
-            "service", "update", "--force", "--detach=false", "--quiet", cluster.app
-        )
-        rebalance_seconds = time.monotonic() - began
-        traffic.run_for(3)
-    timeline.add_traffic(traffic)
-    timeline.event("rebalanced")
+    # --force replaces every task, one at a time (start-first); the scheduler puts each
+    # new one on the node with the fewest of the service's tasks: the empty node first.
+    traffic, update, rebalance_seconds = service_update_under_load(cluster, "rebalance", "--force")
     tasks = running_tasks(cluster)
-    spread = {node: sum(1 for n, _ in tasks.values() if n == node) for node in NODES}
+    spread = tasks_per_node(tasks)
     report(
         f"3. {victim} back and Ready after {back_after:.1f}s; rebalance {rebalance_seconds:.0f}s: "
         f"{step_line('under load', traffic)}; tasks per node {spread}"
     )
-    figures["step3"] = {
-        "back_after": round(back_after, 1),
-        "rebalance_seconds": round(rebalance_seconds, 1),
-        "sent": len(traffic.outcomes),
-        "failed": len(traffic.failures),
-        "longest_gap": round(traffic.longest_gap(), 2),
-        "placement": timeline.placement(),
-    }
+    figures["step3"] = traffic_figures(
+        traffic,
+        timeline,
+        back_after=round(back_after, 1),
+        rebalance_seconds=round(rebalance_seconds, 1),
+    )
     assert update.returncode == 0, update.stderr
     assert len(tasks) == REPLICAS and all(spread.values()), f"not spread over every node: {spread}"
     assert traffic.failures == [], [o.error or o.status for o in traffic.failures][:5]
@@ -410,37 +401,17 @@ def test_a_rolling_update_across_the_nodes_loses_nothing(cluster, report, figure
     timeline = cluster.timeline
     before = running_tasks(cluster)
     message = f"rolled-{uuid.uuid4().hex[:6]}"
-    with SteadyTraffic(f"{cluster.url}/info", clients=6) as traffic:
-        traffic.run_for(2)
-        timeline.event("update starts")
-        began = time.monotonic()
-        # A new spec (as a new version would be): every task replaced, one node after another.
-        update = cluster.docker_cli(
-            "service",
-            "update",
-            "--env-add",
-            f"GATEWAY_MESSAGE={message}",
-            "--detach=false",
-            "--quiet",
-            cluster.app,
-        )
-        update_seconds = time.monotonic() - began
-        traffic.run_for(3)
-    timeline.add_traffic(traffic)
-    timeline.event("updated")
+    # A new spec (as a new version would be): every task replaced, one node after another.
+    traffic, update, update_seconds = service_update_under_load(
+        cluster, "update", "--env-add", f"GATEWAY_MESSAGE={message}"
+    )
     after = running_tasks(cluster)
-    spread = {node: sum(1 for n, _ in after.values() if n == node) for node in NODES}
+    spread = tasks_per_node(after)
     report(
         f"4. rolling update {update_seconds:.0f}s: {step_line('under load', traffic)}; "
         f"tasks per node {spread}"
     )
-    figures["step4"] = {
-        "update_seconds": round(update_seconds, 1),
-        "sent": len(traffic.outcomes),
-        "failed": len(traffic.failures),
-        "longest_gap": round(traffic.longest_gap(), 2),
-        "placement": timeline.placement(),
-    }
+    figures["step4"] = traffic_figures(traffic, timeline, update_seconds=round(update_seconds, 1))
     assert update.returncode == 0, update.stderr
     assert len(after) == REPLICAS and not set(after) & set(before), "not every task was replaced"
     assert all(spread.values()), f"not spread over every node: {spread}"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from conftest import ROOT, extra_stack
+from conftest import ROOT, extra_stack, fault
 from scipy.stats import binom, binomtest
 from steady_traffic import SteadyTraffic, serves_through_nginx, wait_for
 
@@ -37,25 +37,6 @@ SWITCH_DELAY = 0.5
 CLOSE = {"Connection": "close"}
 
 
-def fault(stack, replica, *args):
-    """Run scripts/fault.sh for this replica (by its hostname, as a user would copy it).
-
-    Return when it started: the switch flips somewhere between then and its return (the
-    command runs inside the replica through docker exec, which takes a second or so).
-    """
-    started = time.monotonic()
-    done = subprocess.run(
-        [ROOT / "scripts/fault.sh", replica.attrs["Config"]["Hostname"], *args],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return started
-
-
 def states(stack):
     """Each replica's fault, as `make faults` shows it."""
     done = subprocess.run(
@@ -70,30 +51,23 @@ def states(stack):
     return done.stdout.splitlines()
 
 
-@pytest.fixture(scope="module")
-def fault_stack(stack):
-    """The session's stack; afterwards nginx has forgiven every failure."""
-    yield stack
-    time.sleep(NGINX_RESOLVE_SECONDS + NGINX_FAIL_TIMEOUT)
-
-
 @pytest.fixture(autouse=True)
-def healthy_afterwards(fault_stack):
+def healthy_afterwards(breakable):
     """Each scenario ends with every replica healed and five healthy ones, whatever it broke."""
     yield
     subprocess.run(
-        [ROOT / "scripts/fault.sh", "all", "heal"], cwd=ROOT, env=fault_stack.env, timeout=120
+        [ROOT / "scripts/fault.sh", "all", "heal"], cwd=ROOT, env=breakable.env, timeout=120
     )
-    fault_stack.compose("up", "-d", "--no-deps", "--scale", f"app={REPLICAS}", "app")
-    fault_stack.wait_until_healthy()
+    breakable.compose("up", "-d", "--no-deps", "--scale", f"app={REPLICAS}", "app")
+    breakable.wait_until_healthy()
 
 
 @pytest.fixture
-def sick(fault_stack):
+def sick(breakable):
     """The replica this scenario makes sick: (container, hostname, nginx's name for it)."""
-    replica = fault_stack.containers("app")[0]
+    replica = breakable.containers("app")[0]
     (address,) = [n["IPAddress"] for n in replica.attrs["NetworkSettings"]["Networks"].values()]
-    wait_for(lambda: serves_through_nginx(fault_stack, replica), timeout=60, what="serving")
+    wait_for(lambda: serves_through_nginx(breakable, replica), timeout=60, what="serving")
     return replica, replica.attrs["Config"]["Hostname"], f"{address}:8000"
 
 
@@ -120,18 +94,28 @@ def moved_off(outcomes, address):
     return [o for o in outcomes if address in o.tried[:-1]]
 
 
-def test_unavailable_replica_leaves_rotation_and_returns_after_heal(fault_stack, sick, report):
-    replica, hostname, address = sick
-    with SteadyTraffic(f"{fault_stack.url}/info", clients=CLIENTS) as load:
+def fault_under_load(stack, replica, kind, seconds):
+    """Steady traffic; `kind` switched on in `replica` for `seconds`, healed, and traffic
+    until nginx has forgiven it. (load, set started, set, heal started, healed, back), the
+    times from time.monotonic()."""
+    with SteadyTraffic(f"{stack.url}/info", clients=CLIENTS) as load:
         load.run_for(3)
-        set_started = fault(fault_stack, replica, "set", "unavailable", "--for", "2m")
+        set_started = fault(stack, replica, "set", kind, "--for", "2m")
         set_at = time.monotonic()
-        load.run_for(12)
-        heal_started = fault(fault_stack, replica, "heal")
+        load.run_for(seconds)
+        heal_started = fault(stack, replica, "heal")
         healed_at = time.monotonic()
-        wait_for(lambda: serves_through_nginx(fault_stack, replica), timeout=60, what="back")
+        wait_for(lambda: serves_through_nginx(stack, replica), timeout=60, what="back")
         back_at = time.monotonic()
         load.run_for(NGINX_FAIL_TIMEOUT + 1)
+    return load, set_started, set_at, heal_started, healed_at, back_at
+
+
+def test_unavailable_replica_leaves_rotation_and_returns_after_heal(breakable, sick, report):
+    replica, hostname, address = sick
+    load, set_started, set_at, heal_started, healed_at, back_at = fault_under_load(
+        breakable, replica, "unavailable", 12
+    )
     windows = {
         "before": (load.began, set_at - 2),
         "during": (set_at + SWITCH_DELAY, heal_started),
@@ -160,17 +144,11 @@ def test_unavailable_replica_leaves_rotation_and_returns_after_heal(fault_stack,
     assert after_share >= 0.5 / REPLICAS, f"{after_share:.1%} after the heal"
 
 
-def test_hung_replica_costs_latency_bounded_by_the_read_timeout(fault_stack, sick, report):
+def test_hung_replica_costs_latency_bounded_by_the_read_timeout(breakable, sick, report):
     replica, hostname, address = sick
-    with SteadyTraffic(f"{fault_stack.url}/info", clients=CLIENTS) as load:
-        load.run_for(3)
-        set_started = fault(fault_stack, replica, "set", "hang", "--for", "2m")
-        set_at = time.monotonic()
-        load.run_for(2 * NGINX_READ_TIMEOUT + NGINX_FAIL_TIMEOUT)
-        heal_started = fault(fault_stack, replica, "heal")
-        healed_at = time.monotonic()
-        wait_for(lambda: serves_through_nginx(fault_stack, replica), timeout=60, what="back")
-        load.run_for(NGINX_FAIL_TIMEOUT + 1)
+    load, set_started, set_at, heal_started, healed_at, _ = fault_under_load(
+        breakable, replica, "hang", 2 * NGINX_READ_TIMEOUT + NGINX_FAIL_TIMEOUT
+    )
     windows = {
         "before": (load.began, set_at - 2),
         # A request sent to the hung replica less than NGINX_READ_TIMEOUT before the heal
@@ -201,14 +179,14 @@ def test_hung_replica_costs_latency_bounded_by_the_read_timeout(fault_stack, sic
     assert len(moved) <= probes_allowed
 
 
-def test_slow_replica_gets_a_smaller_share_from_least_conn(fault_stack, sick, report):
+def test_slow_replica_gets_a_smaller_share_from_least_conn(breakable, sick, report):
     replica, hostname, _ = sick
-    with SteadyTraffic(f"{fault_stack.url}/info", clients=CLIENTS) as load:
+    with SteadyTraffic(f"{breakable.url}/info", clients=CLIENTS) as load:
         load.run_for(5)
-        fault(fault_stack, replica, "set", "slow", "--ms", "300", "--for", "2m")
+        fault(breakable, replica, "set", "slow", "--ms", "300", "--for", "2m")
         set_at = time.monotonic()
         load.run_for(15)
-        heal_started = fault(fault_stack, replica, "heal")
+        heal_started = fault(breakable, replica, "heal")
         healed_at = time.monotonic()
         load.run_for(5)
     windows = {
@@ -233,17 +211,17 @@ def test_slow_replica_gets_a_smaller_share_from_least_conn(fault_stack, sick, re
     assert p_value < 0.001, f"{slow_share:.1%} of {named} is not clearly below an even share"
 
 
-def test_error_replica_500s_reach_the_client_and_are_attributed_to_it(fault_stack, sick, report):
+def test_error_replica_500s_reach_the_client_and_are_attributed_to_it(breakable, sick, report):
     replica, hostname, _ = sick
-    with SteadyTraffic(f"{fault_stack.url}/info", clients=CLIENTS) as load:
+    with SteadyTraffic(f"{breakable.url}/info", clients=CLIENTS) as load:
         load.run_for(3)
-        set_started = fault(fault_stack, replica, "set", "error", "--for", "2m")
+        set_started = fault(breakable, replica, "set", "error", "--for", "2m")
         time.sleep(SWITCH_DELAY)
         # The checker users point at any balancer, alongside the steady traffic.
         checked = balance_check.check(
-            f"{fault_stack.url}/info", requests_total=300, concurrency=4, new_connections=True
+            f"{breakable.url}/info", requests_total=300, concurrency=4, new_connections=True
         )
-        fault(fault_stack, replica, "heal")
+        fault(breakable, replica, "heal")
         healed_at = time.monotonic()
         load.run_for(3)
     rows = {row.name: row for row in checked.replicas}
@@ -278,20 +256,20 @@ def exit_codes(docker_client, container, since):
     return [event["Actor"]["Attributes"].get("exitCode") for event in events]
 
 
-def test_crashed_replica_exits_non_zero_and_is_back_serving(fault_stack, sick, report):
+def test_crashed_replica_exits_non_zero_and_is_back_serving(breakable, sick, report):
     replica, hostname, _ = sick
     restarts = replica.attrs["RestartCount"]
     since = datetime.now(UTC)
-    with SteadyTraffic(f"{fault_stack.url}/info", clients=CLIENTS) as load:
+    with SteadyTraffic(f"{breakable.url}/info", clients=CLIENTS) as load:
         load.run_for(3)
         # scripts/fault.sh returns once Docker has seen the replica exit.
-        fault(fault_stack, replica, "set", "crash")
+        fault(breakable, replica, "set", "crash")
         crashed_at = time.monotonic()
-        wait_for(lambda: serves_through_nginx(fault_stack, replica), what="restarted, serving")
+        wait_for(lambda: serves_through_nginx(breakable, replica), what="restarted, serving")
         back_at = time.monotonic()
         load.run_for(3)
     replica.reload()
-    codes = exit_codes(fault_stack.docker, replica, since)
+    codes = exit_codes(breakable.docker, replica, since)
     report(
         load.summary("crash of 1 of 5 replicas")
         + f"; exit codes {codes}; serving through nginx {back_at - crashed_at:.1f} s after"
@@ -305,14 +283,14 @@ def test_crashed_replica_exits_non_zero_and_is_back_serving(fault_stack, sick, r
     assert len(load.failures) <= load.clients
 
 
-def test_unready_replica_keeps_its_share_behind_compose_nginx(fault_stack, sick, report):
+def test_unready_replica_keeps_its_share_behind_compose_nginx(breakable, sick, report):
     replica, hostname, _ = sick
-    fault(fault_stack, replica, "set", "unready", "--for", "2m")
+    fault(breakable, replica, "set", "unready", "--for", "2m")
     time.sleep(SWITCH_DELAY)
     ready = replica.exec_run(
         ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz')"]
     )
-    checked = balance_check.check(f"{fault_stack.url}/info", requests_total=300, concurrency=4)
+    checked = balance_check.check(f"{breakable.url}/info", requests_total=300, concurrency=4)
     replica.reload()
     rows = {row.name: row for row in checked.replicas}
     report(
@@ -369,8 +347,8 @@ CONTROL_PATHS = [
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def test_fault_controls_are_not_reachable_through_the_public_port(fault_stack, report):
-    restarts = {c.id: c.attrs["RestartCount"] for c in fault_stack.containers("app")}
+def test_fault_controls_are_not_reachable_through_the_public_port(breakable, report):
+    restarts = {c.id: c.attrs["RestartCount"] for c in breakable.containers("app")}
     answers = {}
     with requests.Session() as http:
         http.headers.update({**CLOSE, "X-Fault": "crash"})
@@ -378,16 +356,16 @@ def test_fault_controls_are_not_reachable_through_the_public_port(fault_stack, r
             for method in METHODS:
                 response = http.request(
                     method,
-                    f"{fault_stack.url}{path}",
+                    f"{breakable.url}{path}",
                     json={"kind": "crash", "replica": "all", "for": "1h"},
                     timeout=30,
                 )
                 answers[(method, path)] = response.status_code
         # Fault words on the real routes: they are served as usual, nothing more.
         ordinary = [
-            http.get(f"{fault_stack.url}/info?fault=crash&kind=error", timeout=30).status_code,
-            http.get(f"{fault_stack.url}/readyz?disable=1", timeout=30).status_code,
-            http.post(f"{fault_stack.url}/readyz", json={"ready": False}, timeout=30).status_code,
+            http.get(f"{breakable.url}/info?fault=crash&kind=error", timeout=30).status_code,
+            http.get(f"{breakable.url}/readyz?disable=1", timeout=30).status_code,
+            http.post(f"{breakable.url}/readyz", json={"ready": False}, timeout=30).status_code,
         ]
     unexpected = {attempt: code for attempt, code in answers.items() if code not in (404, 405)}
     tally = Counter(answers.values())
@@ -398,9 +376,9 @@ def test_fault_controls_are_not_reachable_through_the_public_port(fault_stack, r
     assert unexpected == {}
     assert ordinary == [200, 200, 405]
     # Nothing changed: every replica healthy, none restarted, all of them serving.
-    assert all(line.endswith(": healthy") for line in states(fault_stack)), states(fault_stack)
-    assert {c.id: c.attrs["RestartCount"] for c in fault_stack.containers("app")} == restarts
-    result = balance_check.check(f"{fault_stack.url}/info", requests_total=100, concurrency=4)
+    assert all(line.endswith(": healthy") for line in states(breakable)), states(breakable)
+    assert {c.id: c.attrs["RestartCount"] for c in breakable.containers("app")} == restarts
+    result = balance_check.check(f"{breakable.url}/info", requests_total=100, concurrency=4)
     assert result.failed == 0 and len(result.replicas) == REPLICAS
 
 

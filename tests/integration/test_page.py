@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, fault
 
 from balance_check.sampling import send_requests
 
@@ -27,10 +27,36 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
     "--window-size=1100,860",
-    # Virtual time: the page's 200 ms polls run back to back (about 50 of them), and the
-    # clock stands still while a request is in flight, so a slow machine sees the same.
-    "--virtual-time-budget=10000",
 ]
+
+
+def open_page(stack, tmp_path, screenshot_name, virtual_ms=10000):
+    """The page in headless chromium: its DOM after `virtual_ms`, and a screenshot.
+
+    Virtual time: the page's 200 ms polls run back to back (virtual_ms / 200 of them), and
+    the clock stands still while a request is in flight, so a slow machine sees the same.
+    """
+    browser = chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / screenshot_name
+    screenshot.unlink(missing_ok=True)
+    finished = subprocess.run(
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--virtual-time-budget={virtual_ms}",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={screenshot}",
+            "--dump-dom",
+            f"{stack.url}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot was written"
+    return finished.stdout
 
 
 def chromium():
@@ -73,49 +99,18 @@ def test_page_is_served_as_html_by_nginx(stack, session):
 
 
 def test_page_names_every_running_replica(stack, tmp_path):
-    browser = chromium()
+    chromium()
     hostnames = wait_until_every_replica_answers(stack)
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "page.png"
-    screenshot.unlink(missing_ok=True)
-    finished = subprocess.run(
-        [
-            browser,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={screenshot}",
-            "--dump-dom",
-            f"{stack.url}/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    dom = finished.stdout
+    dom = open_page(stack, tmp_path, "page.png")
 
     # Each replica's row in the share chart starts with its hostname.
     named = {html.unescape(name) for name in re.findall(r'<div class="name">([^<]+)<', dom)}
     assert named == hostnames, f"page names {sorted(named)}, Docker runs {sorted(hostnames)}"
     assert f"<b>{len(hostnames)} replicas</b> answering" in dom
-    assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot was written"
-
-
-def fault(stack, container, *args):
-    """scripts/fault.sh, the command behind `make fault`, on one replica of the stack."""
-    subprocess.run(
-        [ROOT / "scripts/fault.sh", container.attrs["Config"]["Hostname"], *args],
-        cwd=ROOT,
-        env=stack.env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def test_page_marks_the_replicas_in_trouble(stack, tmp_path):
-    browser = chromium()
+    chromium()
     wait_until_every_replica_answers(stack)
     erring, slow, unavailable, *healthy = stack.containers("app")
     (unavailable_ip,) = [
@@ -126,33 +121,14 @@ def test_page_marks_the_replicas_in_trouble(stack, tmp_path):
         fault(stack, erring, "set", "error", "--for", "2m")
         fault(stack, slow, "set", "slow", "--ms", "300", "--for", "2m")
         fault(stack, unavailable, "set", "unavailable", "--for", "2m")
-        ARTIFACTS.mkdir(exist_ok=True)
-        screenshot = ARTIFACTS / "page-fault.png"
-        screenshot.unlink(missing_ok=True)
         # Fewer polls than the page's window of 50 answers: nginx tries the unavailable
         # replica once, then leaves it out for NGINX_FAIL_TIMEOUT, so that one moved request
         # must still be in the window when the page is read (at 50 it could drop out).
-        flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time-budget=")]
-        finished = subprocess.run(
-            [
-                browser,
-                *flags,
-                "--virtual-time-budget=8000",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                f"--screenshot={screenshot}",
-                "--dump-dom",
-                f"{stack.url}/",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        dom = open_page(stack, tmp_path, "page-fault.png", virtual_ms=8000)
     finally:
         subprocess.run(
             [ROOT / "scripts/fault.sh", "all", "heal"], cwd=ROOT, env=stack.env, timeout=120
         )
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    dom = finished.stdout
 
     # One chunk per replica row: its class, its name, and its note when it is in trouble.
     notes = {}
@@ -171,4 +147,3 @@ def test_page_marks_the_replicas_in_trouble(stack, tmp_path):
     assert "nginx moved" in notes[unavailable_ip]
     assert not troubled & {hostname[c] for c in healthy}
     assert re.search(r"answering<span class=\"bad\">, 3 in trouble</span>", dom)
-    assert screenshot.read_bytes().startswith(b"\x89PNG"), "no screenshot was written"

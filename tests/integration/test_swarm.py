@@ -20,9 +20,7 @@ import docker
 import httpx
 import pytest
 import requests
-from conftest import free_port
-
-from balance_check import Identity, check
+from conftest import check_swarm_tasks, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,14 +172,7 @@ def test_every_task_answers_through_nginx(swarm_stack):
     assert len(tasks) == REPLICAS, f"Swarm runs {sorted(tasks)}"
 
     # The project's balance checker, as a user would run it against the swarm.
-    result = check(
-        f"{swarm_stack['url']}/info",
-        requests_total=20 * REPLICAS,
-        concurrency=4,
-        timeout=10,
-        identity=Identity(fields=("hostname", "ip")),
-        new_connections=True,
-    )
+    result = check_swarm_tasks(f"{swarm_stack['url']}/info", requests_total=20 * REPLICAS)
     print(f"answers per task: {result.counts}")
     assert result.failed == 0, result.errors
     answered_by = [name.split(" ") for name in result.counts]

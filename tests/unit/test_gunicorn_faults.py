@@ -1,8 +1,5 @@
 """Real gunicorn with two workers: a fault holds for the replica, whatever worker answers."""
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,54 +8,14 @@ from pathlib import Path
 
 import pytest
 import requests
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from real_gunicorn import ROOT, real_gunicorn
 
 
 @pytest.fixture
 def gunicorn(tmp_path):
     """gunicorn.conf.py with two workers; yields (url, port, process, environment)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_ACCESS_LOG": "false",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "GATEWAY_DRAIN_FLAG": str(tmp_path / "draining"),
-        "GATEWAY_DRAIN_SECONDS": "0",
-        "GATEWAY_FAULT_FILE": str(tmp_path / "fault"),
-    }
-    with (tmp_path / "stderr").open("w") as stderr:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
-            + ["--bind", f"127.0.0.1:{port}", "gateway:create_app()"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{url}/healthz", timeout=2)
-                break
-            except requests.RequestException:
-                assert server.poll() is None, (tmp_path / "stderr").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
-                time.sleep(0.1)
-        yield url, port, server, env
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+    with real_gunicorn(tmp_path, GUNICORN_ACCESS_LOG="false") as running:
+        yield running
 
 
 def fault_command(env, *args):

@@ -3,68 +3,23 @@
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from real_gunicorn import real_gunicorn
 
-ROOT = Path(__file__).resolve().parents[2]
 MAX_REQUESTS = 400
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def gunicorn(tmp_path_factory):
     """gunicorn.conf.py with two workers on a free local port; yields (url, metrics dir, logs)."""
     folder = tmp_path_factory.mktemp("gunicorn")
-    metrics_dir = folder / "metrics"
-    port = free_port()
-    env = {
-        **os.environ,
-        "GUNICORN_WORKERS": "2",
-        "LOG_FORMAT": "json",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "GATEWAY_DRAIN_FLAG": str(folder / "draining"),
-        "GATEWAY_FAULT_FILE": str(folder / "fault"),
-        "GATEWAY_DRAIN_SECONDS": "0",
-    }
-    env.pop("prometheus_multiproc_dir", None)
-    stdout, stderr = folder / "stdout", folder / "stderr"
-    with stdout.open("w") as out, stderr.open("w") as err:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"]
-            + ["--bind", f"127.0.0.1:{port}", "gateway:create_app()"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=err,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{url}/healthz", timeout=2)
-                break
-            except requests.RequestException:  # not listening, or no worker yet
-                assert server.poll() is None, stderr.read_text()
-                assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
-                time.sleep(0.1)
-        yield url, metrics_dir, (stdout, stderr)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+    with real_gunicorn(folder, LOG_FORMAT="json") as (url, *_):
+        yield url, folder / "metrics", (folder / "stdout", folder / "stderr")
 
 
 def info_requests_counted(url):
