@@ -15,17 +15,17 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from balance_check.traffic import SteadyTraffic
+
 ROOT = Path(__file__).resolve().parents[1]
 FAULT = [str(ROOT / "scripts/fault.sh")]
-# Each client sends at most this many requests per second: steady traffic well below the
-# stack's per-client rate limit (RATE_LIMIT_PER_SECOND, 1000 by default) on any machine.
+# Each client sends at most this many requests per second: steady traffic that leaves the
+# machine room to spare, so what the table shows is the fault, not an overloaded host.
 PER_CLIENT_RATE = 40
 # After a heal nginx may still skip the replica for NGINX_FAIL_TIMEOUT (5 s by default).
 AFTER_SECONDS = 10
@@ -47,71 +47,6 @@ STORY = {
     "crash": "the replica exited with code 3, Docker's restart policy started it again, and "
     "nginx retried the requests that met it while it was down.",
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One request: when it started, how long it took, its status, who answered, who was tried."""
-
-    started: float
-    seconds: float
-    status: int | None
-    served_by: str
-    upstreams: tuple[str, ...]
-
-    @property
-    def ok(self):
-        return self.status is not None and 200 <= self.status < 300
-
-    @property
-    def finished(self):
-        return self.started + self.seconds
-
-
-class Traffic:
-    """`clients` threads GET `url`, each on a new connection, at most PER_CLIENT_RATE/s each."""
-
-    def __init__(self, url, clients):
-        self.url, self.clients = url, clients
-        self.outcomes = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-
-    def client(self):
-        with requests.Session() as http:
-            http.headers["Connection"] = "close"
-            while not self.stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = http.get(self.url, timeout=30)
-                    status, headers = response.status_code, response.headers
-                except requests.RequestException:
-                    status, headers = None, {}
-                finished = time.monotonic()
-                upstreams = tuple(
-                    address.strip()
-                    for address in re.split(r",\s*|\s+:\s+", headers.get("X-Upstream-Addr", ""))
-                    if address.strip()
-                )
-                outcome = Outcome(
-                    started, finished - started, status, headers.get("X-Served-By", ""), upstreams
-                )
-                with self.lock:
-                    self.outcomes.append(outcome)
-                self.stop.wait(max(0.0, 1 / PER_CLIENT_RATE - (finished - started)))
-
-    def __enter__(self):
-        self.threads = [
-            threading.Thread(target=self.client, daemon=True) for _ in range(self.clients)
-        ]
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(35)
 
 
 def default_url():
@@ -144,15 +79,15 @@ def replicas():
 def address_of(outcomes, hostname):
     """The sick replica's address as nginx names it: the last upstream of its own answers."""
     for outcome in outcomes:
-        if outcome.served_by == hostname and outcome.upstreams:
-            return outcome.upstreams[-1]
+        if outcome.served_by == hostname and outcome.tried:
+            return outcome.tried[-1]
     return None
 
 
 def phase_row(name, outcomes, hostname, address, seconds):
     named = [o for o in outcomes if o.served_by]
     its = [o for o in named if o.served_by == hostname]
-    moved = [o for o in outcomes if address and address in o.upstreams[:-1]]
+    moved = [o for o in outcomes if address and address in o.tried[:-1]]
     failed = [o for o in outcomes if not o.ok]
     latencies = sorted(o.seconds * 1000 for o in outcomes)
     p50 = statistics.median(latencies) if latencies else 0
@@ -215,7 +150,7 @@ def main(argv=None):
     crash = args.kind == "crash"
     marks = {}
     try:
-        with Traffic(args.url, args.clients) as traffic:
+        with SteadyTraffic(args.url, args.clients, rate=PER_CLIENT_RATE) as traffic:
             time.sleep(BEFORE_SECONDS)
             marks["fault"] = time.monotonic()
             for line in fault(str(args.replica), *set_args):

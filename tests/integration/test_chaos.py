@@ -16,7 +16,9 @@ import time
 import pytest
 import requests
 from conftest import ROOT
-from steady_traffic import SteadyTraffic, serves_through_nginx, wait_for
+from waits import serves_through_nginx, wait_for
+
+from balance_check.traffic import SteadyTraffic
 
 pytestmark = pytest.mark.chaos
 REPORT_TITLE = "chaos scenarios"

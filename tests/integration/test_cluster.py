@@ -23,7 +23,8 @@ import docker
 import pytest
 from cluster_timeline import Timeline, draw, placement_table
 from conftest import IN_CI, ROOT, check_swarm_tasks
-from steady_traffic import SteadyTraffic
+
+from balance_check.traffic import SteadyTraffic
 
 pytestmark = pytest.mark.cluster
 

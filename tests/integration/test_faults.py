@@ -7,7 +7,9 @@ must make of it. The random-fault test runs a small stack of its own; the switch
 is tried through nginx's public port. Run them alone with `pytest -m faults`.
 """
 
+import re
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,11 +18,12 @@ import pytest
 import requests
 from conftest import ROOT, extra_stack, fault
 from scipy.stats import binom, binomtest
-from steady_traffic import SteadyTraffic, serves_through_nginx, wait_for
+from waits import serves_through_nginx, wait_for
 
 import balance_check
 from balance_check.sampling import send_requests
 from balance_check.statistics import summarize
+from balance_check.traffic import SteadyTraffic
 
 pytestmark = [pytest.mark.chaos, pytest.mark.faults]
 REPORT_TITLE = "fault scenarios"
@@ -305,6 +308,36 @@ def test_unready_replica_keeps_its_share_behind_compose_nginx(breakable, sick, r
     assert checked.failed == 0
     assert rows[hostname].count >= 0.5 * checked.requests / REPLICAS
     assert replica.attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_make_demo_tells_what_happened_to_the_replica_it_made_sick(breakable, report):
+    """scripts/demo.py (make demo), as the README shows it: one replica unavailable, healed."""
+    url = f"http://127.0.0.1:{breakable.env['GATEWAY_PORT']}/info"
+    demo = subprocess.run(
+        [sys.executable, ROOT / "scripts/demo.py", "--replica", "2", "--sick", "6", "--url", url],
+        cwd=ROOT,
+        env=breakable.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert demo.returncode == 0, demo.stderr
+    (summary,) = [line for line in demo.stdout.splitlines() if line.startswith("in all: ")]
+    report(f"make demo: {summary.removeprefix('in all: ')}")
+    # The replica it names is Compose's app 2, as the engine reports it...
+    number = {
+        c.labels["com.docker.compose.container-number"]: c for c in breakable.containers("app")
+    }
+    sick = number["2"].attrs["Config"]["Hostname"]
+    assert f"what happened to app 2 ({sick})" in demo.stdout
+    # ...and nginx moved every request off it: none failed, and it served again after.
+    assert ", 0 failed;" in summary and "served again" in summary, demo.stdout
+    # Its share while sick: only answers in flight as the switch flipped (a replica reads the
+    # switch at most every 0.1 s), against 20 % when healthy.
+    sent, failed, share = re.search(
+        r"unavailable \(make fault\)\s+\d+\s+(\d+)\s+(\d+)\s+([\d.]+)%", demo.stdout
+    ).groups()
+    assert int(sent) > 100 and failed == "0" and float(share) < 2.0, demo.stdout
 
 
 # --- The switch is never public -------------------------------------------------------

@@ -19,7 +19,8 @@ import httpx
 import pytest
 import requests
 from conftest import ROOT
-from steady_traffic import SteadyTraffic
+
+from balance_check.traffic import SteadyTraffic
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Steady concurrent GET traffic through nginx that records every request's outcome."""
+"""Steady concurrent GET traffic through a balancer that records every request's outcome.
+
+What the chaos, fault and cluster tests measure with, and `make demo` (scripts/demo.py).
+"""
 
 import re
 import threading
@@ -38,15 +41,18 @@ class Outcome:
 
 
 class SteadyTraffic:
-    """`clients` threads GET `url` back to back, each on a new connection, until the block ends.
+    """`clients` threads GET `url` (back to back, or at most `rate` per second each), each on a
+    new connection, until the block ends.
 
     A new connection per request (Connection: close) means every request is balanced anew,
     as a crowd of different users would be.
     """
 
-    def __init__(self, url, clients=6, timeout=30, verify=True):
+    def __init__(self, url, clients=6, timeout=30, verify=True, rate=None):
         self.url = url
         self.clients = clients
+        # At most this many requests per second per client (None: back to back).
+        self.rate = rate
         # For https: requests' own `verify` (True, a CA file's path, or False).
         self.verify = verify
         # Longer than nginx's whole retry budget (proxy_next_upstream_timeout): a failure
@@ -90,6 +96,8 @@ class SteadyTraffic:
                 outcome = Outcome(started, time.monotonic(), status, error, upstream, served_by)
                 with self._lock:
                     self.outcomes.append(outcome)
+                if self.rate:
+                    self._stop.wait(max(0.0, 1 / self.rate - outcome.seconds))
 
     def run_for(self, seconds):
         """Let traffic flow for `seconds` (inside the block)."""
@@ -113,23 +121,3 @@ class SteadyTraffic:
             f"longest_gap={self.longest_gap():.2f}s duration={self.ended - self.began:.1f}s"
         )
         return line + (f" failures={statuses[:5]}" if statuses else "")
-
-
-def wait_for(condition, timeout=240, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not true after {timeout}s"
-        time.sleep(0.5)
-
-
-def serves_through_nginx(stack, container, attempts=20):
-    """True once requests through nginx reach this container (X-Served-By is its hostname)."""
-    container.reload()
-    if not container.attrs["State"]["Running"]:
-        return False
-    hostname = container.attrs["Config"]["Hostname"]
-    for _ in range(attempts):
-        response = requests.get(f"{stack.url}/info", headers={"Connection": "close"}, timeout=30)
-        if response.headers.get("X-Served-By") == hostname:
-            return True
-    return False
