@@ -313,8 +313,13 @@ def test_unready_replica_keeps_its_share_behind_compose_nginx(breakable, sick, r
 def test_make_demo_tells_what_happened_to_the_replica_it_made_sick(breakable, report):
     """scripts/demo.py (make demo), as the README shows it: one replica unavailable, healed."""
     url = f"http://127.0.0.1:{breakable.env['GATEWAY_PORT']}/info"
+    # A replica by its Compose number, as a user picks it from `make faults`: after the chaos
+    # scenarios have scaled the stack up and down the numbers need not start at 1.
+    replica = breakable.containers("app")[-1]
+    number = replica.labels["com.docker.compose.container-number"]
+    options = ["--replica", number, "--sick", "6", "--url", url]
     demo = subprocess.run(
-        [sys.executable, ROOT / "scripts/demo.py", "--replica", "2", "--sick", "6", "--url", url],
+        [sys.executable, ROOT / "scripts/demo.py", *options],
         cwd=ROOT,
         env=breakable.env,
         capture_output=True,
@@ -324,12 +329,9 @@ def test_make_demo_tells_what_happened_to_the_replica_it_made_sick(breakable, re
     assert demo.returncode == 0, demo.stderr
     (summary,) = [line for line in demo.stdout.splitlines() if line.startswith("in all: ")]
     report(f"make demo: {summary.removeprefix('in all: ')}")
-    # The replica it names is Compose's app 2, as the engine reports it...
-    number = {
-        c.labels["com.docker.compose.container-number"]: c for c in breakable.containers("app")
-    }
-    sick = number["2"].attrs["Config"]["Hostname"]
-    assert f"what happened to app 2 ({sick})" in demo.stdout
+    # The replica it names is the one asked for, as the engine reports it...
+    sick = replica.attrs["Config"]["Hostname"]
+    assert f"what happened to app {number} ({sick})" in demo.stdout
     # ...and nginx moved every request off it: none failed, and it served again after.
     assert ", 0 failed;" in summary and "served again" in summary, demo.stdout
     # Its share while sick: only answers in flight as the switch flipped (a replica reads the
