@@ -30,10 +30,10 @@ def check(url, *, identity=BY_HOSTNAME, timeout=5.0, verify=True, **sampling):
     """Probe the URL, send the requests and return a BalanceResult; TargetError if it cannot.
 
     `sampling`: how to send them, as send_requests takes it (requests_total or duration,
-    concurrency, new_connections, on_sample). `verify`: for https, True (the system's CAs),
-    a CA file's path, or False (no check).
+    concurrency, new_connections, on_sample, http2, session_key). `verify`: for https, True
+    (the system's CAs), a CA file's path, or False (no check).
     """
-    probe(url, identity, timeout, verify)
+    probe(url, identity, timeout, verify, http2=sampling.get("http2", False))
     started = time.perf_counter()
     samples = send_requests(url, identity=identity, timeout=timeout, verify=verify, **sampling)
     return summarize(

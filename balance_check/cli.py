@@ -1,7 +1,8 @@
 """balance-check: send requests to a URL and show how they spread over the replicas.
 
 Exit status: 0 when every expectation holds, 1 when one does not, 2 when the target
-cannot be checked at all (bad URL, nothing listening, answers that name no replica).
+cannot be checked at all (bad URL, nothing listening, answers that name no replica), 3 when
+too few requests were sent to tell (the line says how many are needed).
 """
 
 import argparse
@@ -14,10 +15,12 @@ import warnings
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from balance_check import Expectations, Identity, TargetError, check, unmet_expectations
-from balance_check.report import as_json, render
+from balance_check import Expectations, Identity, TargetError, check
+from balance_check.checks import verdicts
+from balance_check.report import as_json, render, write_junit
+from balance_check.sampling import SessionKey
 
-EXIT_OK, EXIT_UNMET, EXIT_CANNOT_CHECK = 0, 1, 2
+EXIT_OK, EXIT_UNMET, EXIT_CANNOT_CHECK, EXIT_CANNOT_TELL = 0, 1, 2, 3
 
 
 def default_url():
@@ -52,6 +55,35 @@ def readable_file(text):
     return text
 
 
+def weights(text):
+    """`a=3,b=1` (by replica name) or `3,1` (for the replicas in name order)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    named = [part.partition("=") for part in parts]
+    try:
+        if all(sep for _, sep, _ in named):
+            spec = {name.strip(): float(weight) for name, _, weight in named}
+            values = spec.values()
+        elif not any(sep for _, sep, _ in named):
+            spec = values = tuple(float(part) for part in parts)
+        else:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give NAME=WEIGHT,... or WEIGHT,... (in the replicas' name order)"
+        ) from None
+    if len(values) < 1 or min(values) < 0 or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: weights must be 0 or more, not all 0")
+    return spec
+
+
+def session_header(text):
+    """`NAME` (each client sends client-1, client-2, ...) or `NAME:VALUE` with {client}."""
+    name, _, value = text.partition(":")
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME or NAME:VALUE")
+    return SessionKey(header=name.strip(), header_value=value.strip() or "client-{client}")
+
+
 def parser():
     commands = argparse.ArgumentParser(
         prog="balance-check",
@@ -64,8 +96,35 @@ def parser():
         "-n", "--requests", type=positive_int, default=500, help="how many (default: %(default)s)"
     )
     amount.add_argument("-d", "--duration", type=positive_float, help="send for this many seconds")
-    commands.add_argument(
+    clients = commands.add_mutually_exclusive_group()
+    clients.add_argument(
         "-c", "--concurrency", type=positive_int, default=10, help="clients (default: %(default)s)"
+    )
+    clients.add_argument(
+        "--clients",
+        type=positive_int,
+        metavar="K",
+        help="K independent clients (own connections and cookies): each must stay on one "
+        "replica, and the clients must spread as expected",
+    )
+    session = commands.add_mutually_exclusive_group()
+    session.add_argument(
+        "--session-cookie",
+        metavar="NAME",
+        help="with --clients: the balancer's stickiness cookie; every client must get it",
+    )
+    session.add_argument(
+        "--session-header",
+        type=session_header,
+        metavar="NAME[:VALUE]",
+        help="with --clients: send this header as the session key; {client} in VALUE is the "
+        "client's number (e.g. X-Forwarded-For:10.0.{client}.1)",
+    )
+    commands.add_argument(
+        "--http2",
+        action="store_true",
+        help="each client is one HTTP/2 connection carrying every request as a stream: "
+        "tells whether the balancer balances requests or pins connections",
     )
     commands.add_argument(
         "--timeout", type=positive_float, default=5.0, help="per request, s (default: %(default)s)"
@@ -100,10 +159,23 @@ def parser():
         "--expect-replicas", type=positive_int, metavar="N", help="exactly N replicas must answer"
     )
     commands.add_argument(
+        "--expect-weights",
+        type=weights,
+        metavar="SPEC",
+        help="the shares the replicas should get: NAME=WEIGHT,... by the names the answers "
+        "give, or WEIGHT,... for the replicas in name order (default: even)",
+    )
+    commands.add_argument(
         "--tolerance",
         type=fraction,
         default=0.5,
-        help="each replica must answer (1 ± this) × an even share (default: %(default)s)",
+        help="each replica must answer (1 ± this) × its expected share (default: %(default)s)",
+    )
+    commands.add_argument(
+        "--window",
+        type=positive_float,
+        metavar="S",
+        help="with --duration: each replica's share per window of S seconds must stay in range",
     )
     commands.add_argument(
         "--max-errors", type=int, default=0, help="failed requests allowed (default: %(default)s)"
@@ -112,6 +184,9 @@ def parser():
         "--min-p-value", type=fraction, help="fail when the chi-square p-value is lower"
     )
     commands.add_argument("--json", action="store_true", help="print the result as JSON")
+    commands.add_argument(
+        "--junit", metavar="FILE", help="also write a JUnit XML report: one test case per check"
+    )
     return commands
 
 
@@ -132,9 +207,19 @@ def progress_bar(total, duration):
 
 def main(argv=None):
     """Run the checker; return the exit status."""
-    args = parser().parse_args(argv)
+    commands = parser()
+    args = commands.parse_args(argv)
+    if (args.session_cookie or args.session_header) and not args.clients:
+        commands.error("--session-cookie and --session-header need --clients K")
+    if args.window and not args.duration:
+        commands.error("--window needs --duration")
     identity = Identity(fields=tuple(args.fields or ["hostname"]), header=args.header)
-    expect = Expectations(args.expect_replicas, args.tolerance, args.max_errors, args.min_p_value)
+    expect = Expectations(
+        args.expect_replicas, args.tolerance, args.max_errors, args.min_p_value, args.expect_weights
+    )
+    session_key = args.session_header or (
+        SessionKey(cookie=args.session_cookie) if args.session_cookie else None
+    )
     total = None if args.duration else args.requests
     verify = args.cacert or not args.insecure
     if args.insecure:
@@ -155,21 +240,35 @@ def main(argv=None):
                 args.url,
                 requests_total=total,
                 duration=args.duration,
-                concurrency=args.concurrency,
+                concurrency=args.clients or args.concurrency,
                 timeout=args.timeout,
                 identity=identity,
                 new_connections=args.new_connections,
                 on_sample=advance,
                 verify=verify,
+                http2=args.http2,
+                session_key=session_key,
             )
         except TargetError as error:
             print(f"balance-check: {error}", file=sys.stderr)
             return EXIT_CANNOT_CHECK
         except KeyboardInterrupt:
             return 130
-    unmet = unmet_expectations(result, expect)
+    found = verdicts(
+        result,
+        expect,
+        sticky=bool(args.clients),
+        session_cookie=args.session_cookie,
+        window=args.window,
+    )
     if args.json:
-        print(json.dumps(as_json(result, unmet), indent=2))
+        print(json.dumps(as_json(result, found, expect, args.window), indent=2))
     else:
-        render(result, unmet, Console())
-    return EXIT_UNMET if unmet else EXIT_OK
+        render(result, found, Console(), expect, args.window)
+    if args.junit:
+        write_junit(result, found, args.junit)
+    if any(verdict.failures for verdict in found):
+        return EXIT_UNMET
+    if any(verdict.cannot_tell for verdict in found):
+        return EXIT_CANNOT_TELL
+    return EXIT_OK

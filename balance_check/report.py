@@ -1,10 +1,17 @@
-"""Show a BalanceResult: a table with bars for people, a JSON document for machines."""
+"""Show a BalanceResult: a table with bars for people, JSON and JUnit XML for machines."""
 
+import xml.etree.ElementTree as ET
 from dataclasses import asdict
 
 from rich import box
 from rich.bar import Bar
 from rich.table import Table
+from rich.text import Text
+
+from balance_check.checks import client_paths, connection_replicas, windows_of
+
+# One character per window, by the replica's share of it (scaled to the busiest share).
+LEVELS = "▁▂▃▄▅▆▇█"
 
 
 def latency_cells(latency):
@@ -81,8 +88,67 @@ def errors_line(result):
     )
 
 
-def render(result, unmet, console):
-    """Print the result as a person wants to read it."""
+def clients_table(result):
+    """One row per client: the replicas it saw, and where it first moved."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for column in ("client", "answers", "replicas", "moved"):
+        table.add_column(column, no_wrap=column != "replicas")
+    for path in client_paths(result.samples):
+        moved = "-"
+        if path.moved:
+            number, at, before, after = path.moved
+            moved = f"[bold red]{before} → {after} at request {number} ({at:.2f} s)[/]"
+        table.add_row(
+            str(path.client), str(len(path.replicas)), ", ".join(sorted(set(path.replicas))), moved
+        )
+    return table
+
+
+def connections_table(result):
+    """One row per HTTP/2 connection: how many requests it carried, to which replicas."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for column in ("connection", "requests", "replicas"):
+        table.add_column(column)
+    for connection, replicas in sorted(connection_replicas(result.samples).items()):
+        counted = ", ".join(f"{name} {replicas.count(name)}" for name in sorted(set(replicas)))
+        table.add_row(connection, str(len(replicas)), counted)
+    return table
+
+
+def drift_table(result, expect, width):
+    """Each replica's share per window, as one character per window; red when out of range."""
+    windows = windows_of(result, expect, width)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        caption=f"one character per {width:g} s window; red: outside the expected range",
+        caption_justify="left",
+    )
+    table.add_column("replica", no_wrap=True)
+    table.add_column(f"share per window, 0–{windows[-1].end:g} s", no_wrap=True)
+    shares = [
+        window.counts.get(name, 0) / window.total
+        for window in windows
+        if window.total
+        for name in result.counts
+    ]
+    top = max(shares, default=0) or 1
+    for name in sorted(result.counts):
+        line = Text()
+        for window in windows:
+            share = window.counts.get(name, 0) / window.total if window.total else 0
+            level = LEVELS[min(len(LEVELS) - 1, int(share / top * len(LEVELS)))]
+            if not window.total or not share:
+                level = " "
+            style = "bold red" if name in window.out_of_range else "green"
+            line.append(level if level != " " else "·", style=style)
+        table.add_row(name, line)
+    return table
+
+
+def render(result, verdicts, console, expect=None, window=None):
+    """Print the result as a person wants to read it: the split, then each check's picture."""
     rate = result.requests / result.seconds if result.seconds else 0
     console.print(
         f"[bold]{result.url}[/]: {result.requests} requests from {result.concurrency} clients "
@@ -92,18 +158,33 @@ def render(result, unmet, console):
     console.print(replica_table(result))
     console.print(fairness_line(result), highlight=False)
     console.print(errors_line(result), highlight=False)
-    for reason in unmet:
-        console.print(f"[bold red]FAIL[/]: {reason}", highlight=False)
-    if not unmet:
+    pictures = {
+        "stickiness": lambda: clients_table(result),
+        "connections": lambda: connections_table(result),
+        "drift": lambda: drift_table(result, expect, window),
+    }
+    for verdict in verdicts:
+        if verdict.check in pictures and result.samples:
+            console.print(pictures[verdict.check]())
+        console.print(f"[bold]{verdict.check}[/]: {verdict.summary}", highlight=False)
+    for verdict in verdicts:
+        for reason in verdict.failures:
+            console.print(f"[bold red]FAIL[/]: {reason}", highlight=False)
+        if verdict.cannot_tell:
+            console.print(f"[bold yellow]CANNOT TELL[/]: {verdict.cannot_tell}", highlight=False)
+    if all(verdict.passed for verdict in verdicts):
         console.print("[bold green]PASS[/]: every expectation holds", highlight=False)
 
 
-def as_json(result, unmet):
+def as_json(result, verdicts, expect=None, window=None):
     """The result as plain data, for --json."""
     fairness = result.fairness
-    return {
-        "ok": not unmet,
+    unmet = [reason for verdict in verdicts for reason in verdict.failures]
+    document = {
+        "ok": all(verdict.passed for verdict in verdicts),
         "unmet": unmet,
+        "cannot_tell": [verdict.cannot_tell for verdict in verdicts if verdict.cannot_tell],
+        "checks": [{**asdict(verdict), "passed": verdict.passed} for verdict in verdicts],
         "url": result.url,
         "named_by": result.named_by,
         "concurrency": result.concurrency,
@@ -118,3 +199,44 @@ def as_json(result, unmet):
         if fairness
         else None,
     }
+    checked = {verdict.check for verdict in verdicts}
+    if "stickiness" in checked:
+        document["clients"] = [asdict(path) for path in client_paths(result.samples)]
+    if "connections" in checked:
+        document["connections"] = connection_replicas(result.samples)
+    if "drift" in checked:
+        document["windows"] = [asdict(window) for window in windows_of(result, expect, window)]
+    return document
+
+
+def junit_xml(result, verdicts):
+    """The verdicts as a JUnit XML document: one test case per check, as CI systems show."""
+    failed = sum(bool(verdict.failures) for verdict in verdicts)
+    skipped = sum(bool(verdict.cannot_tell) and not verdict.failures for verdict in verdicts)
+    suite = ET.Element(
+        "testsuite",
+        name="balance-check",
+        tests=str(len(verdicts)),
+        failures=str(failed),
+        errors="0",
+        skipped=str(skipped),
+        time=f"{result.seconds:.3f}",
+    )
+    for verdict in verdicts:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"balance-check {result.url}", name=verdict.check
+        )
+        if verdict.failures:
+            failure = ET.SubElement(case, "failure", message=verdict.failures[0], type="unmet")
+            failure.text = "\n".join(verdict.failures)
+        elif verdict.cannot_tell:
+            ET.SubElement(case, "skipped", message=verdict.cannot_tell)
+        ET.SubElement(case, "system-out").text = verdict.summary
+    return ET.ElementTree(suite)
+
+
+def write_junit(result, verdicts, path):
+    """Write junit_xml to `path`."""
+    tree = junit_xml(result, verdicts)
+    ET.indent(tree)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

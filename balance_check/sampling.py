@@ -5,10 +5,14 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+import httpx
 import requests
+
+# What a failed request raises, over HTTP/1.1 (requests) or HTTP/2 (httpx).
+REQUEST_ERRORS = (requests.RequestException, httpx.HTTPError)
 
 
 class TargetError(Exception):
@@ -74,11 +78,20 @@ CONCURRENCY = 10
 
 @dataclass(frozen=True)
 class Sample:
-    """One request: the replica that answered (None if none is named), its latency, its error."""
+    """One request: the replica that answered (None if none is named), its latency, its error.
+
+    `client` is the number of the client that sent it (1..K), `at` when it was sent (seconds
+    into the run), `connection` the local address:port it went over (HTTP/2 only), `session`
+    the session key the client sent (the --session-cookie's value, or the --session-header's).
+    """
 
     replica: str | None
     seconds: float
     error: str | None = None
+    client: int = 1
+    at: float = 0.0
+    connection: str | None = None
+    session: str | None = None
 
 
 def causes(error):
@@ -103,7 +116,7 @@ def unverified_certificate(error):
 
 def error_kind(error):
     """Name a failed request's error in a few words: the same words for the same cause."""
-    if isinstance(error, requests.Timeout):
+    if isinstance(error, requests.Timeout | httpx.TimeoutException):
         return "timeout"
     if unverified_certificate(error):
         return "certificate not trusted"
@@ -112,27 +125,82 @@ def error_kind(error):
         return "connection refused"
     if any(isinstance(cause, socket.gaierror) for cause in chain):
         return "host name not found"
-    if isinstance(error, requests.ConnectionError):
+    if isinstance(error, requests.ConnectionError | httpx.TransportError):
         return "connection error"
     return type(error).__name__
 
 
-def sample_once(http, url, identity, timeout, verify=True):
-    """Send one GET and return what happened as a Sample."""
-    started = time.perf_counter()
-    try:
+class Client:
+    """One client: its own connection pool and cookie jar, over HTTP/1.1 or HTTP/2.
+
+    HTTP/1.1 goes through requests, HTTP/2 through httpx (h2): a single connection that
+    carries every request as a stream. `headers` are sent with every request.
+    """
+
+    def __init__(self, *, verify=True, http2=False, new_connections=False, headers=None):
+        self.verify = verify
+        self.http2 = http2
+        if http2:
+            self.http = httpx.Client(
+                http2=True,
+                # http:// has no ALPN to agree on h2: speak it from the start (h2c).
+                http1=False,
+                verify=ssl_context(verify),
+                headers=headers,
+                limits=httpx.Limits(max_connections=1),
+            )
+        else:
+            self.http = requests.Session()
+            self.http.headers.update(headers or {})
+            if new_connections:
+                self.http.headers["Connection"] = "close"
+
+    def get(self, url, timeout):
+        if self.http2:
+            return self.http.get(url, timeout=timeout)
         # verify per request: a session's own is overridden by REQUESTS_CA_BUNDLE or
         # CURL_CA_BUNDLE in the environment (psf/requests#3829).
-        response = http.get(url, timeout=timeout, verify=verify)
-    except requests.RequestException as error:
+        return self.http.get(url, timeout=timeout, verify=self.verify)
+
+    def cookie(self, name):
+        return self.http.cookies.get(name)
+
+    def close(self):
+        self.http.close()
+
+
+def ssl_context(verify):
+    """requests' `verify` (True, a CA file, False) as httpx takes it."""
+    if verify is False:
+        return False
+    return ssl.create_default_context(cafile=None if verify is True else verify)
+
+
+def connection_of(response):
+    """The local address:port an HTTP/2 answer came over, or None for HTTP/1.1."""
+    stream = getattr(response, "extensions", {}).get("network_stream")
+    if stream is None:
+        return None
+    host, port = stream.get_extra_info("client_addr")[:2]
+    return f"{host}:{port}"
+
+
+def sample_once(http, url, identity, timeout):
+    """Send one GET from the Client `http` and return what happened as a Sample."""
+    started = time.perf_counter()
+    try:
+        response = http.get(url, timeout)
+    except REQUEST_ERRORS as error:
         return Sample(None, time.perf_counter() - started, error_kind(error))
     seconds = time.perf_counter() - started
-    if not response.ok:
-        return Sample(identity.replica_of_error(response), seconds, f"HTTP {response.status_code}")
+    connection = connection_of(response)
+    if response.status_code >= 400:
+        replica = identity.replica_of_error(response)
+        return Sample(replica, seconds, f"HTTP {response.status_code}", connection=connection)
     try:
-        return Sample(identity.replica_of(response), seconds)
+        return Sample(identity.replica_of(response), seconds, connection=connection)
     except AnswerError as error:
-        return Sample(None, seconds, str(error))
+        return Sample(None, seconds, str(error), connection=connection)
 
 
 def check_url(url):
@@ -146,25 +214,29 @@ def check_url(url):
         raise TargetError(f"{url!r} has a bad port: {error}") from None
 
 
-def probe(url, identity, timeout, verify=True):
+def probe(url, identity, timeout, verify=True, http2=False):
     """Send one request first, so a target that cannot work fails with one clear reason."""
     check_url(url)
-    with requests.Session() as http:
-        try:
-            response = http.get(url, timeout=timeout, verify=verify)
-        except requests.exceptions.InvalidURL as error:
-            raise TargetError(f"{url!r} is not a valid URL: {error}") from None
-        except requests.RequestException as error:
-            if reason := unverified_certificate(error):
-                raise TargetError(
-                    f"cannot verify the certificate of {url}: {reason}; pass --cacert FILE "
-                    "(the CA that signed it), or --insecure to skip the check"
-                ) from None
-            raise TargetError(f"cannot reach {url}: {error_kind(error)}") from None
+    client = Client(verify=verify, http2=http2)
+    try:
+        response = client.get(url, timeout)
+    except (requests.exceptions.InvalidURL, httpx.InvalidURL) as error:
+        raise TargetError(f"{url!r} is not a valid URL: {error}") from None
+    except REQUEST_ERRORS as error:
+        if reason := unverified_certificate(error):
+            raise TargetError(
+                f"cannot verify the certificate of {url}: {reason}; pass --cacert FILE "
+                "(the CA that signed it), or --insecure to skip the check"
+            ) from None
+        raise TargetError(f"cannot reach {url}: {error_kind(error)}") from None
+    finally:
+        client.close()
+    if http2 and response.http_version != "HTTP/2":
+        raise TargetError(f"{url} answered over {response.http_version}, not HTTP/2")
     if response.status_code >= 500:
         # A balancer's failure is what the run measures: it is counted, not fatal.
         return
-    if not response.ok:
+    if response.status_code >= 400:
         raise TargetError(f"{url} answered HTTP {response.status_code}, not a replica's answer")
     try:
         identity.replica_of(response)
@@ -210,6 +282,26 @@ class Budget:
             return True
 
 
+@dataclass(frozen=True)
+class SessionKey:
+    """What makes a client a session: a cookie the balancer sets, or a header it is sent.
+
+    `header_value` may hold `{client}`, the client's number: `X-Forwarded-For:10.0.{client}.1`.
+    """
+
+    cookie: str | None = None
+    header: str | None = None
+    header_value: str = "client-{client}"
+
+    def headers_for(self, client):
+        return {self.header: self.header_value.format(client=client)} if self.header else {}
+
+    def value_of(self, client, http):
+        if self.cookie:
+            return http.cookie(self.cookie)
+        return self.headers_for(client).get(self.header)
+
+
 def send_requests(
     url,
     *,
@@ -221,31 +313,41 @@ def send_requests(
     new_connections=False,
     on_sample=None,
     verify=True,
+    http2=False,
+    session_key=None,
 ):
     """Send GETs from `concurrency` clients, `requests_total` in all or for `duration` s.
 
-    `verify` is requests' own: True (the system's CAs), a CA file's path, or False.
+    Each client has its own connection pool and cookie jar (over HTTP/2: one connection),
+    and sends the headers of `session_key` (a SessionKey) if given. `verify` is requests'
+    own: True (the system's CAs), a CA file's path, or False.
     """
     if (requests_total is None) == (duration is None):
         raise ValueError("give either requests_total or duration")
     budget = Budget(requests_total, duration)
     samples = []
     lock = threading.Lock()
+    began = time.perf_counter()
 
-    def client():
-        # One session per client thread: requests.Session is not shared across threads.
-        with requests.Session() as http:
-            if new_connections:
-                http.headers["Connection"] = "close"
+    def client(number):
+        headers = session_key.headers_for(number) if session_key else {}
+        # One client per thread: neither a requests.Session nor a cookie jar is shared.
+        http = Client(verify=verify, http2=http2, new_connections=new_connections, headers=headers)
+        try:
             while budget.take():
-                sample = sample_once(http, url, identity, timeout, verify)
+                at = time.perf_counter() - began
+                sample = sample_once(http, url, identity, timeout)
+                session = session_key.value_of(number, http) if session_key else None
+                sample = replace(sample, client=number, at=at, session=session)
                 with lock:
                     samples.append(sample)
                 if on_sample:
                     on_sample(sample)
+        finally:
+            http.close()
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        clients = [pool.submit(client) for _ in range(concurrency)]
+        clients = [pool.submit(client, number) for number in range(1, concurrency + 1)]
         try:
             for running in clients:
                 running.result()
@@ -253,4 +355,4 @@ def send_requests(
             # Ctrl-C: let the clients finish the request in hand, then stop.
             budget.stopped.set()
             raise
-    return samples
+    return sorted(samples, key=lambda sample: sample.at)

@@ -1,13 +1,21 @@
 """From samples to the answer: each replica's share, how fair the split is, how fast."""
 
+import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy
 from scipy.stats import chisquare
 
 # Below this p-value an even split is an unlikely explanation of the counts.
 SIGNIFICANCE = 0.05
+# Below this p-value the counts do not fit the expected shares: the run fails. Strict, so a
+# balancer that picks at random fails a correct configuration once in a thousand runs, not
+# once in twenty.
+MISFIT = 0.001
+# Chi-square's approximation needs about this many expected counts in every cell (Cochran's
+# rule); with fewer the test would guess, and the checker says it cannot tell yet.
+MIN_EXPECTED = 5
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class BalanceResult:
     errors: dict[str, int]
     latency: Latency | None
     fairness: Fairness | None
+    # Every request as sent, in the order sent: for stickiness, connections and drift.
+    samples: tuple = field(default=(), repr=False, compare=False)
 
     @property
     def answered(self):
@@ -137,6 +147,7 @@ def summarize(samples, *, url, named_by, concurrency, seconds):
         errors=dict(errors.most_common()),
         latency=Latency.of([s.seconds for s in samples if s.replica is not None]),
         fairness=fairness_of([replica.count for replica in replicas]),
+        samples=tuple(samples),
     )
 
 
@@ -145,30 +156,152 @@ class Expectations:
     """What must hold for a run to pass."""
 
     replicas: int | None = None
-    # Each replica must answer within (1 ± tolerance) × an even share.
+    # Each replica must answer within (1 ± tolerance) × its expected share.
     tolerance: float = 0.5
     max_errors: int = 0
     min_p_value: float | None = None
+    # The share each replica should get: {name: weight}, or weights for the replicas in
+    # name order (the table's order). None: an even split.
+    weights: dict | tuple | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's outcome: what it found, why it fails, or why it cannot tell yet."""
+
+    check: str
+    summary: str
+    failures: tuple[str, ...] = ()
+    cannot_tell: str | None = None
+
+    @property
+    def passed(self):
+        return not self.failures and self.cannot_tell is None
+
+
+def expected_shares(names, weights):
+    """Each replica's expected share, and the reasons the weights do not match the names.
+
+    `weights` as Expectations takes them; a replica that answered but has no weight is
+    expected to get nothing.
+    """
+    if weights is None:
+        return {name: 1 / len(names) for name in names}, []
+    problems = []
+    if not isinstance(weights, dict):
+        if len(weights) != len(names):
+            problems.append(
+                f"{len(weights)} weights were given for {len(names)} replicas that answered"
+            )
+        weights = dict(zip(sorted(names), weights, strict=False))
+    total = sum(weights.values())
+    shares = {name: weights.get(name, 0) / total for name in sorted({*names, *weights})}
+    problems += [
+        f"{name} answered but has no weight in --expect-weights"
+        for name in names
+        if name not in weights
+    ]
+    return shares, problems
+
+
+def weights_text(shares):
+    return ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+
+
+def requests_needed(shares):
+    """How many there must be for every expected count to reach MIN_EXPECTED."""
+    smallest = min(share for share in shares.values() if share > 0)
+    return math.ceil(MIN_EXPECTED / smallest - 1e-9)
+
+
+def fit(counts, shares):
+    """Chi-square p-value of `counts` against `shares`, or None when the sample is too small.
+
+    Replicas expected to get nothing are left to the caller: any count there is a failure.
+    """
+    expected_names = [name for name, share in shares.items() if share > 0]
+    total = sum(counts.get(name, 0) for name in expected_names)
+    if len(expected_names) < 2:
+        return 1.0
+    if total < requests_needed(shares):
+        return None
+    observed = [counts.get(name, 0) for name in expected_names]
+    expected = [shares[name] * total for name in expected_names]
+    return float(chisquare(observed, expected).pvalue)
+
+
+def split_verdict(counts, expect, *, unit="requests", band=True):
+    """Judge how `counts` ({replica: count}) split against the expected shares.
+
+    `band`: also hold each replica within (1 ± tolerance) × its expected count.
+    """
+    names = sorted(counts)
+    shares, failures = expected_shares(names, expect.weights)
+    total = sum(counts.values())
+    expected_as = "weighted" if expect.weights is not None else "even"
+    if expect.replicas is not None and len(names) != expect.replicas:
+        failures.append(f"expected {expect.replicas} replicas, {len(names)} answered")
+    if band:
+        for name, share in shares.items():
+            count, wanted = counts.get(name, 0), share * total
+            low, high = (1 - expect.tolerance) * wanted, (1 + expect.tolerance) * wanted
+            if not low <= count <= high:
+                failures.append(
+                    f"{name} answered {count} {unit}, outside {low:.0f}–{high:.0f} "
+                    f"(an {expected_as} share of {wanted:.1f} ± {expect.tolerance:.0%})"
+                )
+    # The fit test decides for weights and for clients; an even split of requests keeps
+    # its tolerance band, unless a minimum p-value is asked for.
+    tested = expect.weights is not None or not band or expect.min_p_value is not None
+    p_value = fit(counts, shares) if tested else None
+    minimum = expect.min_p_value if expect.min_p_value is not None else MISFIT
+    summary = f"{total} {unit} over {len(names)} replicas, expected {weights_text(shares)}"
+    cannot_tell = None
+    if tested and p_value is None:
+        cannot_tell = (
+            f"cannot tell yet whether the {unit} split as expected: need ≥ "
+            f"{requests_needed(shares)} {unit} (≥ {MIN_EXPECTED} expected for each replica), "
+            f"got {total}"
+        )
+    elif p_value is not None:
+        summary += f"; chi-square p = {p_value:.3g}"
+        if p_value < minimum:
+            got = ", ".join(f"{name} {counts.get(name, 0) / total:.1%}" for name in shares)
+            failures.append(
+                f"the {unit} do not fit an {expected_as} split ({weights_text(shares)}): "
+                f"got {got} (p = {p_value:.3g} < {minimum})"
+            )
+    return Verdict("distribution", summary, tuple(failures), cannot_tell)
+
+
+def distribution_verdict(result, expect, counts=None, unit="requests"):
+    """The split over the replicas, and the errors, against the expectations.
+
+    `counts`: what to split, when not the requests (the clients, each by its replica: the
+    fit test alone judges them, as a few dozen clients are too few for a tolerance band).
+    """
+    if not result.replicas:
+        return Verdict(
+            "distribution",
+            "nothing answered",
+            (f"no request was answered ({result.failed} failed)",),
+        )
+    by_requests = counts is None
+    verdict = split_verdict(
+        result.counts if by_requests else counts, expect, unit=unit, band=by_requests
+    )
+    if result.failed > expect.max_errors:
+        reason = f"{result.failed} requests failed, more than the {expect.max_errors} allowed"
+        verdict = Verdict(
+            verdict.check, verdict.summary, (*verdict.failures, reason), verdict.cannot_tell
+        )
+    return verdict
 
 
 def unmet_expectations(result, expect):
-    """Return why the run fails the expectations, one sentence each; empty when it passes."""
-    if not result.replicas:
-        return [f"no request was answered ({result.failed} failed)"]
-    unmet = []
-    if expect.replicas is not None and len(result.replicas) != expect.replicas:
-        unmet.append(f"expected {expect.replicas} replicas, {len(result.replicas)} answered")
-    even = result.fairness.even_share
-    low, high = (1 - expect.tolerance) * even, (1 + expect.tolerance) * even
-    for replica in result.replicas:
-        if not low <= replica.count <= high:
-            unmet.append(
-                f"{replica.name} answered {replica.count} requests, outside {low:.0f}–{high:.0f} "
-                f"(an even share of {even:.1f} ± {expect.tolerance:.0%})"
-            )
-    if result.failed > expect.max_errors:
-        unmet.append(f"{result.failed} requests failed, more than the {expect.max_errors} allowed")
-    p_value = result.fairness.p_value
-    if expect.min_p_value is not None and p_value is not None and p_value < expect.min_p_value:
-        unmet.append(f"p = {p_value:.3g} is below the minimum of {expect.min_p_value}")
-    return unmet
+    """Return why the run fails the expectations, one sentence each; empty when it passes.
+
+    A sample too small to judge the weights is a reason too ("cannot tell yet: ...").
+    """
+    verdict = distribution_verdict(result, expect)
+    return [*verdict.failures, *([verdict.cannot_tell] if verdict.cannot_tell else [])]

@@ -8,7 +8,12 @@ from rich.console import Console
 
 from balance_check.report import as_json, render
 from balance_check.sampling import Sample
-from balance_check.statistics import Expectations, summarize, unmet_expectations
+from balance_check.statistics import (
+    Expectations,
+    distribution_verdict,
+    summarize,
+    unmet_expectations,
+)
 
 
 def result_of(counts, errors=(), seconds=0.01):
@@ -106,7 +111,8 @@ def test_a_minimum_p_value_can_be_asked_for():
     result = result_of({"a": 130, "b": 70})
     assert unmet_expectations(result, Expectations()) == []
     (reason,) = unmet_expectations(result, Expectations(min_p_value=0.05))
-    assert reason.startswith("p = ")
+    assert reason.startswith("the requests do not fit an even split (a 50.0%, b 50.0%)")
+    assert reason.endswith("(p = 2.21e-05 < 0.05)")
 
 
 def test_nothing_answered_is_unmet():
@@ -117,9 +123,9 @@ def test_nothing_answered_is_unmet():
 
 def test_report_shows_every_replica_in_order_and_the_verdict():
     result = result_of({"b": 20, "a": 20}, errors=["HTTP 503"])
-    unmet = unmet_expectations(result, Expectations(replicas=3))
+    verdict = distribution_verdict(result, Expectations(replicas=3))
     output = io.StringIO()
-    render(result, unmet, Console(file=output, width=100))
+    render(result, [verdict], Console(file=output, width=100))
     text = output.getvalue()
     assert text.index("a ") < text.index("b ")
     assert "50.0%" in text
@@ -130,7 +136,8 @@ def test_report_shows_every_replica_in_order_and_the_verdict():
 
 def test_json_report_is_plain_data():
     result = result_of({"a": 3, "b": 1})
-    document = json.loads(json.dumps(as_json(result, [])))
+    verdict = distribution_verdict(result, Expectations())
+    document = json.loads(json.dumps(as_json(result, [verdict])))
     assert document["ok"] is True
     assert [(r["name"], r["count"]) for r in document["replicas"]] == [("a", 3), ("b", 1)]
     assert document["fairness"]["spread"] == 2
