@@ -248,6 +248,8 @@ def main(argv=None):
                 verify=verify,
                 http2=args.http2,
                 session_key=session_key,
+                # Every client (every connection) must send enough to show where it stays.
+                split_evenly=bool(args.clients or args.http2),
             )
         except TargetError as error:
             print(f"balance-check: {error}", file=sys.stderr)

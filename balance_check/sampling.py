@@ -315,21 +315,29 @@ def send_requests(
     verify=True,
     http2=False,
     session_key=None,
+    split_evenly=False,
 ):
     """Send GETs from `concurrency` clients, `requests_total` in all or for `duration` s.
 
     Each client has its own connection pool and cookie jar (over HTTP/2: one connection),
-    and sends the headers of `session_key` (a SessionKey) if given. `verify` is requests'
-    own: True (the system's CAs), a CA file's path, or False.
+    and sends the headers of `session_key` (a SessionKey) if given. `split_evenly`: each
+    client sends its own share of `requests_total` (else the quicker clients send more).
+    `verify` is requests' own: True (the system's CAs), a CA file's path, or False.
     """
     if (requests_total is None) == (duration is None):
         raise ValueError("give either requests_total or duration")
     budget = Budget(requests_total, duration)
+    if split_evenly and requests_total is not None:
+        shares = [len(range(n, requests_total, concurrency)) for n in range(concurrency)]
+        budgets = [Budget(share, None) for share in shares]
+    else:
+        budgets = [budget] * concurrency
     samples = []
     lock = threading.Lock()
     began = time.perf_counter()
 
     def client(number):
+        budget = budgets[number - 1]
         headers = session_key.headers_for(number) if session_key else {}
         # One client per thread: neither a requests.Session nor a cookie jar is shared.
         http = Client(verify=verify, http2=http2, new_connections=new_connections, headers=headers)
@@ -353,6 +361,7 @@ def send_requests(
                 running.result()
         except BaseException:
             # Ctrl-C: let the clients finish the request in hand, then stop.
-            budget.stopped.set()
+            for each in budgets:
+                each.stopped.set()
             raise
     return sorted(samples, key=lambda sample: sample.at)

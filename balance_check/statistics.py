@@ -238,7 +238,7 @@ def split_verdict(counts, expect, *, unit="requests", band=True):
     names = sorted(counts)
     shares, failures = expected_shares(names, expect.weights)
     total = sum(counts.values())
-    expected_as = "weighted" if expect.weights is not None else "even"
+    expected_as = "a weighted" if expect.weights is not None else "an even"
     if expect.replicas is not None and len(names) != expect.replicas:
         failures.append(f"expected {expect.replicas} replicas, {len(names)} answered")
     if band:
@@ -248,7 +248,7 @@ def split_verdict(counts, expect, *, unit="requests", band=True):
             if not low <= count <= high:
                 failures.append(
                     f"{name} answered {count} {unit}, outside {low:.0f}–{high:.0f} "
-                    f"(an {expected_as} share of {wanted:.1f} ± {expect.tolerance:.0%})"
+                    f"({expected_as} share of {wanted:.1f} ± {expect.tolerance:.0%})"
                 )
     # The fit test decides for weights and for clients; an even split of requests keeps
     # its tolerance band, unless a minimum p-value is asked for.
@@ -268,7 +268,7 @@ def split_verdict(counts, expect, *, unit="requests", band=True):
         if p_value < minimum:
             got = ", ".join(f"{name} {counts.get(name, 0) / total:.1%}" for name in shares)
             failures.append(
-                f"the {unit} do not fit an {expected_as} split ({weights_text(shares)}): "
+                f"the {unit} do not fit {expected_as} split ({weights_text(shares)}): "
                 f"got {got} (p = {p_value:.3g} < {minimum})"
             )
     return Verdict("distribution", summary, tuple(failures), cannot_tell)
