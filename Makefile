@@ -192,7 +192,14 @@ browser: ## Install headless Chromium (Debian's package) for the page's browser 
 	  if [[ $$(id -u) == 0 ]]; then as_root=; else as_root=sudo; fi; \
 	  $$as_root apt-get update -q && $$as_root apt-get install -y -q --no-install-recommends chromium; }
 
-.PHONY: check browser
+balancer-tools: ## Install HAProxy and openssl (Debian's) for balance-check's tests against real balancers
+	@missing=$$(for tool in haproxy openssl; do command -v $$tool >/dev/null || echo $$tool; done); \
+	if [[ -n $$missing ]]; then $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q $$missing; fi
+
+# tests/integration/test_balancers.py runs HAProxy (and nginx from the base image).
+test: balancer-tools
+
+.PHONY: check browser balancer-tools
 
 # --- Chaos and rollout: zero lost requests while replicas crash, scale and roll ---------
 chaos: venv base-images ## Run only the chaos tests (crash, stop, hang, scale, roll, reload under load)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -289,3 +290,34 @@ def test_cacert_and_insecure_exclude_each_other(tmp_path, capsys):
         main(["https://localhost:8443/info", "--cacert", str(ca), "--insecure"])
     assert exited.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_expected_weights_pass_fail_or_cannot_tell_yet(server, capsys):
+    # The fake balancer takes r1, r2, r3 in turn: an even split, so weights 1,1,1.
+    status, out, _ = run(capsys, f"{server}/info", "-n", "60", "--expect-weights", "r1=1,r2=1,r3=1")
+    assert status == 0, out
+    status, out, _ = run(capsys, f"{server}/info", "-n", "60", "--expect-weights", "4,1,1")
+    assert status == 1, out
+    assert "FAIL: the requests do not fit a weighted split (r1 66.7%, r2 16.7%, r3 16.7%)" in out
+    status, out, _ = run(capsys, f"{server}/info", "-n", "9", "--expect-weights", "1,1,1")
+    assert status == 3, out
+    assert "CANNOT TELL: cannot tell yet whether the requests split as expected: need ≥ 15" in out
+
+
+def test_clients_that_move_fail_and_junit_is_written(server, capsys, tmp_path):
+    junit = tmp_path / "balance.xml"
+    session = ["--clients", "3", "-n", "30", "--session-header", "X-Session"]
+    status, out, _ = run(capsys, f"{server}/info", *session, "--junit", str(junit))
+    assert status == 1, out
+    assert "FAIL: client 1 moved from r" in out
+    cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    assert list(cases) == ["distribution", "stickiness"]
+    assert cases["stickiness"].find("failure").get("message").startswith("client 1 moved")
+
+
+def test_options_that_need_another_are_refused(server, capsys):
+    for argv in (["--window", "1"], ["--session-cookie", "SRV"]):
+        with pytest.raises(SystemExit) as refused:
+            main([f"{server}/info", *argv])
+        assert refused.value.code == 2
+    assert "needs" in capsys.readouterr().err
