@@ -225,13 +225,13 @@ def drift_verdict(result, expect, width):
     for name, share in shares.items():
         low, high = (1 - expect.tolerance) * share, (1 + expect.tolerance) * share
         for stretch in runs_out_of_range(windows, name):
-            seen = ", ".join(
-                f"{window.counts.get(name, 0) / window.total:.0%}" for window in stretch
-            )
+            seen = [window.counts.get(name, 0) / window.total for window in stretch]
+            direction = "fell below" if max(seen) < low else "rose above"
             returned = stretch[-1] is not windows[-1]
             failures.append(
-                f"{name}'s share left its expected {low:.0%}–{high:.0%} "
-                f"from {stretch[0].start:g} s to {stretch[-1].end:g} s ({seen})"
+                f"{name}'s share {direction} its expected {low:.1%}–{high:.1%} "
+                f"from {stretch[0].start:g} s to {stretch[-1].end:g} s "
+                f"({', '.join(f'{share:.1%}' for share in seen)})"
                 + (" and came back" if returned else " and had not come back at the end")
             )
     summary = (

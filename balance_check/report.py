@@ -118,15 +118,11 @@ def connections_table(result):
 def drift_table(result, expect, width):
     """Each replica's share per window, as one character per window; red when out of range."""
     windows = windows_of(result, expect, width)
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        padding=(0, 1, 0, 0),
-        caption=f"one character per {width:g} s window; red: outside the expected range",
-        caption_justify="left",
-    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     table.add_column("replica", no_wrap=True)
-    table.add_column(f"share per window, 0–{windows[-1].end:g} s", no_wrap=True)
+    table.add_column(
+        f"share per {width:g} s, 0–{windows[-1].end:g} s (red: out of range)", no_wrap=True
+    )
     shares = [
         window.counts.get(name, 0) / window.total
         for window in windows
@@ -156,7 +152,9 @@ def render(result, verdicts, console, expect=None, window=None):
         highlight=False,
     )
     console.print(replica_table(result))
-    console.print(fairness_line(result), highlight=False)
+    if expect is None or expect.weights is None:
+        # Against weights, the distribution line below gives the fit; an even split is moot.
+        console.print(fairness_line(result), highlight=False)
     console.print(errors_line(result), highlight=False)
     pictures = {
         "stickiness": lambda: clients_table(result),

@@ -224,7 +224,7 @@ def test_a_replica_that_left_for_two_windows_is_flagged_and_came_back():
     assert [window.out_of_range for window in windows] == [(), (), ("b",), ("b",), (), ()]
     verdict = drift_verdict(result, Expectations(), 1)
     assert verdict.failures == (
-        "b's share left its expected 17%–50% from 2 s to 4 s (0%, 0%) and came back",
+        "b's share fell below its expected 16.7%–50.0% from 2 s to 4 s (0.0%, 0.0%) and came back",
     )
 
 
@@ -233,9 +233,10 @@ def test_a_replica_gone_at_the_end_has_not_come_back():
     verdict = drift_verdict(timed(schedule), Expectations(), 1)
     # With two replicas, the one left alone is out of its range as well.
     assert verdict.failures == (
-        "a's share left its expected 25%–75% from 3 s to 4 s (100%)"
+        "a's share rose above its expected 25.0%–75.0% from 3 s to 4 s (100.0%)"
         " and had not come back at the end",
-        "b's share left its expected 25%–75% from 3 s to 4 s (0%) and had not come back at the end",
+        "b's share fell below its expected 25.0%–75.0% from 3 s to 4 s (0.0%)"
+        " and had not come back at the end",
     )
 
 
@@ -255,8 +256,8 @@ def test_drift_in_the_terminal_and_in_json():
     output = io.StringIO()
     render(result, found, Console(file=output, width=100), expect, 1)
     text = output.getvalue()
-    assert "share per window, 0–4 s" in text
-    assert "FAIL: b's share left its expected 25%–75% from 1 s to 2 s (0%) and came back" in text
+    assert "share per 1 s, 0–4 s (red: out of range)" in text
+    assert "FAIL: b's share fell below its expected 25.0%–75.0% from 1 s to 2 s (0.0%) and" in text
     document = json.loads(json.dumps(as_json(result, found, expect, 1)))
     assert [window["out_of_range"] for window in document["windows"]] == [[], ["a", "b"], [], []]
     assert document["ok"] is False
