@@ -137,14 +137,15 @@ class Client:
     carries every request as a stream. `headers` are sent with every request.
     """
 
-    def __init__(self, *, verify=True, http2=False, new_connections=False, headers=None):
+    def __init__(self, url, *, verify=True, http2=False, new_connections=False, headers=None):
         self.verify = verify
         self.http2 = http2
         if http2:
             self.http = httpx.Client(
                 http2=True,
-                # http:// has no ALPN to agree on h2: speak it from the start (h2c).
-                http1=False,
+                # https agrees on h2 by ALPN (the probe reports a server that did not);
+                # http:// has no ALPN: speak h2 from the first byte (h2c, prior knowledge).
+                http1=urlsplit(url).scheme == "https",
                 verify=ssl_context(verify),
                 headers=headers,
                 limits=httpx.Limits(max_connections=1),
@@ -217,7 +218,7 @@ def check_url(url):
 def probe(url, identity, timeout, verify=True, http2=False):
     """Send one request first, so a target that cannot work fails with one clear reason."""
     check_url(url)
-    client = Client(verify=verify, http2=http2)
+    client = Client(url, verify=verify, http2=http2)
     try:
         response = client.get(url, timeout)
     except (requests.exceptions.InvalidURL, httpx.InvalidURL) as error:
@@ -227,6 +228,11 @@ def probe(url, identity, timeout, verify=True, http2=False):
             raise TargetError(
                 f"cannot verify the certificate of {url}: {reason}; pass --cacert FILE "
                 "(the CA that signed it), or --insecure to skip the check"
+            ) from None
+        if http2 and isinstance(error, httpx.RemoteProtocolError):
+            raise TargetError(
+                f"{url} does not speak HTTP/2 ({error}); over http:// h2 is sent without "
+                "asking (prior knowledge): try the https:// URL, where it is agreed by ALPN"
             ) from None
         raise TargetError(f"cannot reach {url}: {error_kind(error)}") from None
     finally:
@@ -340,7 +346,9 @@ def send_requests(
         budget = budgets[number - 1]
         headers = session_key.headers_for(number) if session_key else {}
         # One client per thread: neither a requests.Session nor a cookie jar is shared.
-        http = Client(verify=verify, http2=http2, new_connections=new_connections, headers=headers)
+        http = Client(
+            url, verify=verify, http2=http2, new_connections=new_connections, headers=headers
+        )
         try:
             while budget.take():
                 at = time.perf_counter() - began

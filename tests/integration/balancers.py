@@ -114,6 +114,16 @@ class HAProxy:
             api.sendall(line.encode() + b"\n")
             return api.makefile().read()
 
+    def requests(self, backend):
+        """How many HTTP requests `backend` has taken so far (`req_tot` in `show stat`)."""
+        header, *rows = self.command("show stat").lstrip("# ").splitlines()
+        columns = header.split(",")
+        for row in rows:
+            values = dict(zip(columns, row.split(","), strict=False))
+            if values.get("pxname") == backend and values.get("svname") == "BACKEND":
+                return int(values["req_tot"])
+        raise KeyError(f"no backend {backend} in show stat")
+
 
 class Nginx:
     """nginx from the project's base image, on the host's network, with this nginx.conf."""

@@ -4,9 +4,9 @@ is off), over small backends the test starts on 127.0.0.1. The four questions: e
 as configured? sticky? balancing requests or connections? And drift over time."""
 
 import json
-import threading
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,15 @@ backend replicas
     mode {mode}
 {backend}"""
     return HAProxy(folder, config, [port]), port
+
+
+def wait_until(condition, running, timeout=120):
+    """Return once `condition()` holds; fail if the background run ended first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert not running.done(), output(running.result())
+        assert time.monotonic() < deadline, "the run never began"
+        time.sleep(0.05)
 
 
 def failures(run):
@@ -238,20 +247,17 @@ def test_a_replica_that_leaves_for_a_while_is_flagged_with_when(backends, tmp_pa
     lines = "    balance roundrobin\n" + backends.servers(["b1", "b2", "b3"])
     balancer, port = haproxy_balancer(tmp_path, lines)
     drift = ["--duration", "8", "--window", "1", "-c", "2", "--json"]
-    with balancer:
+    with balancer, ThreadPoolExecutor(1) as background:
         steady = balance_check(f"http://127.0.0.1:{port}/", *drift)
-
-        def maintenance():
-            # b2 out from about 3 s to 5 s into the run, through HAProxy's runtime API.
-            time.sleep(3)
-            balancer.command("set server replicas/b2 state maint")
-            time.sleep(2)
-            balancer.command("set server replicas/b2 state ready")
-
-        away = threading.Thread(target=maintenance)
-        away.start()
-        left = balance_check(f"http://127.0.0.1:{port}/", *drift)
-        away.join()
+        before = balancer.requests("replicas")
+        running = background.submit(balance_check, f"http://127.0.0.1:{port}/", *drift)
+        # Once the run is under way (its start waits on a busy machine's imports), b2 goes
+        # into maintenance through HAProxy's runtime API for 2 s, then comes back.
+        wait_until(lambda: balancer.requests("replicas") > before + 100, running)
+        balancer.command("set server replicas/b2 state maint")
+        time.sleep(2)
+        balancer.command("set server replicas/b2 state ready")
+        left = running.result()
     assert steady.returncode == EXIT_OK, output(steady)
     assert left.returncode == EXIT_UNMET, output(left)
     document = json.loads(left.stdout)

@@ -321,3 +321,9 @@ def test_options_that_need_another_are_refused(server, capsys):
             main([f"{server}/info", *argv])
         assert refused.value.code == 2
     assert "needs" in capsys.readouterr().err
+
+
+def test_http2_against_a_server_that_only_speaks_http1_says_so(server, capsys):
+    status, out, err = run(capsys, f"{server}/info", "--http2", "-n", "10")
+    assert status == 2, out
+    assert f"balance-check: {server}/info does not speak HTTP/2" in err
