@@ -82,7 +82,7 @@ class Sample:
 
     `client` is the number of the client that sent it (1..K), `at` when it was sent (seconds
     into the run), `connection` the local address:port it went over (HTTP/2 only), `session`
-    the session key the client sent (the --session-cookie's value, or the --session-header's).
+    the client's session key after it (the --session-cookie's value, or the header it sends).
     """
 
     replica: str | None
@@ -332,12 +332,11 @@ def send_requests(
     """
     if (requests_total is None) == (duration is None):
         raise ValueError("give either requests_total or duration")
-    budget = Budget(requests_total, duration)
     if split_evenly and requests_total is not None:
-        shares = [len(range(n, requests_total, concurrency)) for n in range(concurrency)]
-        budgets = [Budget(share, None) for share in shares]
+        # Client n sends every concurrency-th request of the total.
+        budgets = [Budget(len(range(n, requests_total, concurrency))) for n in range(concurrency)]
     else:
-        budgets = [budget] * concurrency
+        budgets = [Budget(requests_total, duration)] * concurrency
     samples = []
     lock = threading.Lock()
     began = time.perf_counter()
