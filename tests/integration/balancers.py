@@ -188,7 +188,7 @@ def ports(count):
 
 
 def balance_check(*args, timeout=180):
-    """Run the balance-check command as a user does; return the CompletedProcess."""
+    """Run the balance-check command as a user does (no CA from this test session)."""
     env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
     return subprocess.run(
         [sys.executable, "-m", "balance_check", *args],

@@ -6,11 +6,9 @@ test replaces the certificate files under steady HTTPS traffic and reloads nginx
 """
 
 import hashlib
-import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import warnings
 from urllib.parse import urlsplit
@@ -18,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import requests
+from balancers import balance_check
 from conftest import ROOT
 
 from balance_check.traffic import SteadyTraffic
@@ -201,19 +200,6 @@ def test_plain_http_is_still_served_without_redirect_or_hsts_by_default(tls):
     secure = requests.get(f"{tls.tls_url}/info", verify=str(tls.ca), timeout=10)
     assert "Strict-Transport-Security" not in secure.headers
     assert "Strict-Transport-Security" not in response.headers
-
-
-def balance_check(*args):
-    """Run the balance-check command as a user does, with no CA from this test session."""
-    env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
-    return subprocess.run(
-        [sys.executable, "-m", "balance_check", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_balance_check_verifies_https_with_cacert_or_says_why_not(tls):
