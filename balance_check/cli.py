@@ -88,7 +88,8 @@ def parser():
     commands = argparse.ArgumentParser(
         prog="balance-check",
         description="Send requests to a URL and show how they spread over the replicas "
-        "behind it. Exit status: 0 expectations hold, 1 they do not, 2 cannot check.",
+        "behind it. Exit status: 0 expectations hold, 1 they do not, 2 cannot check, "
+        "3 too few requests to tell yet.",
     )
     commands.add_argument("url", nargs="?", default=default_url(), help="default: %(default)s")
     amount = commands.add_mutually_exclusive_group()
@@ -104,8 +105,8 @@ def parser():
         "--clients",
         type=positive_int,
         metavar="K",
-        help="K independent clients (own connections and cookies): each must stay on one "
-        "replica, and the clients must spread as expected",
+        help="K independent clients (own connections and cookies, -n split evenly): each "
+        "must stay on one replica, and the clients must spread as expected",
     )
     session = commands.add_mutually_exclusive_group()
     session.add_argument(
