@@ -285,3 +285,18 @@ def test_junit_has_one_test_case_per_check_with_the_failing_lines():
     assert len(failure.text.splitlines()) == 5
     assert cases["drift"].find("skipped").get("message").startswith("cannot tell yet")
     assert all(case.find("system-out").text for case in cases.values())
+
+
+def test_json_carries_each_client_and_each_connection():
+    sticky = result_of(client_samples(["aa", "ab"]))
+    found = verdicts(sticky, Expectations(), sticky=True)
+    clients = json.loads(json.dumps(as_json(sticky, found)))["clients"]
+    assert [(client["client"], client["replicas"], client["moved"]) for client in clients] == [
+        (1, ["a", "a"], None),
+        (2, ["a", "b"], [2, 2.1, "a", "b"]),
+    ]
+    pinned = result_of(connection_samples(["a" * 10, "b" * 10]))
+    document = json.loads(json.dumps(as_json(pinned, verdicts(pinned, Expectations()))))
+    assert document["connections"] == {"127.0.0.1:40000": ["a"] * 10, "127.0.0.1:40001": ["b"] * 10}
+    assert [check["check"] for check in document["checks"]] == ["distribution", "connections"]
+    assert document["ok"] is False
