@@ -89,7 +89,7 @@ lint-tools: venv
 lint: lint-tools base-images ## Lint what is shipped: Python, Dockerfiles, shell, nginx -t, compose files
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(HADOLINT) Dockerfile bench/setups/baseline/Dockerfile
+	$(HADOLINT) Dockerfile k8s/nginx.Dockerfile bench/setups/baseline/Dockerfile
 	shellcheck scripts/*.sh scripts/compose nginx/start.sh .ci/run
 	scripts/lint-config.sh
 
@@ -111,6 +111,13 @@ swarm-down: ## Remove the Swarm stack (and leave the swarm if swarm-up made it)
 
 swarm-test: venv base-images ## Only the Swarm tests: deploy, every task answers, update under load
 	$(VENV)/bin/pytest -m swarm tests/integration
+
+# The nginx that Kubernetes runs: NGINX_IMAGE (as Compose resolves it, .env included) with
+# nginx/ in it. Load or push it with the app image (docs/beyond-one-machine.md).
+NGINX_K8S_IMAGE ?= flask-gateway-nginx:1.0.0
+nginx-image: base-images ## Build the nginx image Kubernetes runs: NGINX_IMAGE with nginx/ (template, start.sh, page) in it
+	docker build -q -f k8s/nginx.Dockerfile -t $(NGINX_K8S_IMAGE) \
+	  --build-arg NGINX_IMAGE=$$($(COMPOSE_RUN) config | sed -n 's/^ *image: *\(.*nginx.*\)$$/\1/p' | head -n 1) nginx
 
 k8s-tools: ## Make sure kubectl with kustomize v5 is here (apt-get install kubectl if missing)
 	@command -v kubectl >/dev/null || { apt-get update -q && apt-get install -y -q kubectl; }
@@ -138,7 +145,7 @@ k8s-check: venv k8s-tools ## Port-forward the cluster's gateway to GATEWAY_PORT 
 k8s-delete: k8s-tools ## Delete what k8s-apply made
 	kubectl delete -k $(K8S_OVERLAY)
 
-.PHONY: swarm-up swarm-down swarm-test k8s-tools k8s-validate k8s-apply k8s-check k8s-delete
+.PHONY: swarm-up swarm-down swarm-test nginx-image k8s-tools k8s-validate k8s-apply k8s-check k8s-delete
 
 # --- Three nodes: a Swarm of three engines on this machine, a worker lost under load ------
 # Each node is a network namespace with a dockerd of its own (scripts/cluster.sh); needs root.
