@@ -1,4 +1,5 @@
-"""The nginx Kubernetes runs, from the same source as Compose's, gives the same answers.
+"""nginx from one source (nginx/) on every engine: what Kubernetes runs gives the same answers,
+and gixy finds nothing above low in the configuration each engine renders.
 
 No cluster runs here, so each overlay's nginx pod is run as the cluster would run it: the
 image `make nginx-image` builds (nginx/ in NGINX_IMAGE), the environment the rendered
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Requests held at once by the slow stand-ins: above the per-client limit, so some get 429.
 HELD_AT_ONCE = 200
+# gixy's severities, lowest first: anything above LOW fails.
+SEVERITIES = ["UNSPECIFIED", "LOW", "MEDIUM", "HIGH"]
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
 
@@ -289,3 +293,123 @@ def test_an_idempotent_request_gets_another_round_when_every_try_failed(nginx_po
     assert get.status_code == post.status_code == 502
     assert " : " in get.headers["X-Upstream-Addr"], get.headers["X-Upstream-Addr"]
     assert " : " not in post.headers["X-Upstream-Addr"], post.headers["X-Upstream-Addr"]
+
+
+def swarm_environment():
+    """nginx's environment as `docker stack deploy` resolves it (scripts/swarm.sh's files)."""
+    stack = subprocess.run(
+        [sys.executable, ROOT / "swarm/compose_for_stack.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    config = subprocess.run(
+        ["docker", "stack", "config", "-c", "-", "-c", "swarm/docker-compose.swarm.yml"],
+        input=stack, cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return yaml.safe_load(config)["services"]["nginx"]["environment"]
+
+
+def rendered_configuration(docker_client, folder, image, environment, user, certificates, mounts):
+    """Run `start.sh test` as the engine runs nginx; return the configuration it rendered.
+
+    Its includes (the trusted proxies) are pointed at the copies beside it, for gixy.
+    """
+    rendered = folder / "tmp"
+    rendered.mkdir()
+    rendered.chmod(0o777)
+    output = docker_client.containers.run(
+        image,
+        ["test"],
+        entrypoint=["/bin/sh", "/etc/nginx/gateway/start.sh"],
+        environment=environment,
+        user=user,
+        read_only=True,
+        volumes={
+            str(rendered): {"bind": "/tmp", "mode": "rw"},
+            str(certificates): {"bind": "/etc/nginx/tls", "mode": "ro"},
+            **mounts,
+        },
+        remove=True,
+        stderr=True,
+    )
+    assert b"test is successful" in output, output
+    configuration = rendered / "nginx.conf"
+    configuration.write_text(configuration.read_text().replace(" /tmp/", f" {rendered}/"))
+    return configuration
+
+
+@pytest.fixture(scope="module")
+def renderings(docker_client, nginx_image, tmp_path_factory):
+    """{engine: the nginx.conf it renders}: Compose's defaults, Swarm, each overlay."""
+    nginx_base, _ = compose_images()
+    bind_mount = {str(ROOT / "nginx"): {"bind": "/etc/nginx/gateway", "mode": "ro"}}
+    certificates = tmp_path_factory.mktemp("certs")
+    subprocess.run(
+        [ROOT / "scripts/tls-certs.sh"],
+        env={**os.environ, "TLS_CERT_DIR": str(certificates)}, check=True, capture_output=True,
+    )  # fmt: skip
+    compose = subprocess.run(
+        [ROOT / "scripts/compose", "config"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    engines = {
+        "compose": (nginx_base, yaml.safe_load(compose.stdout)["services"]["nginx"]["environment"]),
+        "swarm": (nginx_base, swarm_environment()),
+    }
+    result = {}
+    for engine, (image, environment) in engines.items():
+        result[engine] = rendered_configuration(
+            docker_client, tmp_path_factory.mktemp(engine), image, environment, "101:101",
+            certificates, bind_mount,
+        )  # fmt: skip
+    for overlay in OVERLAYS:
+        documents = render(overlay)
+        deployment = find(documents, "Deployment", "nginx")
+        context = deployment["spec"]["template"]["spec"]["securityContext"]
+        folder = tmp_path_factory.mktemp(overlay.name)
+        secret = folder / "secret"
+        secret.mkdir()
+        tls_secret(docker_client, nginx_image, secret)
+        result[f"kubernetes {overlay.name}"] = rendered_configuration(
+            docker_client, folder, nginx_image,
+            pod_environment(documents, deployment["metadata"]["namespace"]),
+            f"{context['runAsUser']}:{context['runAsGroup']}", secret, {},
+        )  # fmt: skip
+    return result
+
+
+def gixy(configuration):
+    """gixy's findings on a configuration, as dicts (severity, plugin, reason)."""
+    scan = subprocess.run(
+        [Path(sys.executable).parent / "gixy", "-f", "json", configuration],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert scan.stdout.strip().startswith("["), scan.stderr
+    assert "File not found" not in scan.stderr, scan.stderr
+    return json.loads(scan.stdout)
+
+
+def test_gixy_finds_nothing_above_low_on_any_engine(renderings):
+    assert {"compose", "swarm"} < set(renderings) and len(renderings) == 2 + len(OVERLAYS)
+    findings = {engine: gixy(configuration) for engine, configuration in renderings.items()}
+    for engine, found in findings.items():
+        print(f"\ngixy on {engine}: {len(found)} finding(s)")
+        for finding in found:
+            print(f"  {finding['severity']} {finding['plugin']}: {finding['reason']}")
+    above_low = {
+        engine: [f["plugin"] for f in found if SEVERITIES.index(f["severity"]) > 1]
+        for engine, found in findings.items()
+    }
+    assert above_low == {engine: [] for engine in renderings}
+
+
+def test_gixy_would_find_what_it_was_asked_about(renderings, tmp_path):
+    """The scan is real: the findings of the issue come back when their fixes are undone."""
+    configuration = renderings["compose"].read_text()
+    undone = tmp_path / "nginx.conf"
+    undone.write_text(
+        configuration.replace("worker_rlimit_nofile 8192;", "")
+        .replace("rewrite ^ /index.html break;", "try_files /index.html =404;")
+        .replace("deny all;", "")
+    )
+    found = {f["plugin"] for f in gixy(undone)}
+    assert {"worker_rlimit_nofile_vs_connections", "try_files_is_evil_too"} <= found, found
+    assert "status_page_exposed" in found, found
