@@ -26,7 +26,6 @@ import yaml
 from test_manifests import OVERLAYS, find, render
 
 ROOT = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() == "true"
 # Requests held at once by the slow stand-ins: above the per-client limit, so some get 429.
 HELD_AT_ONCE = 200
 # gixy's severities, lowest first: anything above LOW fails.
@@ -71,19 +70,6 @@ class NginxPod:
     container: docker.models.containers.Container
     gone_pod_address: str
     environment: dict
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as error:  # noqa: BLE001 - any failure means "no engine"
-        if IN_CI:
-            pytest.fail(f"CI=true but the Docker engine is not reachable: {error}")
-        pytest.skip(f"Docker engine not reachable: {error}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
