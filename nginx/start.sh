@@ -26,6 +26,10 @@ set -eu
 : "${TLS_KEY_FILE:=server.key}"
 : "${TLS_REDIRECT_HTTP:=false}"
 : "${HSTS_MAX_AGE:=0}"
+# Where the replicas are and who resolves them: Docker's DNS and the Compose service by
+# default; Kubernetes sets the headless Service and `resolv.conf` (k8s/base).
+: "${NGINX_UPSTREAM:=app:8000}"
+: "${NGINX_RESOLVER:=127.0.0.11}"
 tls_dir=/etc/nginx/tls
 
 fail() {
@@ -151,6 +155,37 @@ check_settings() {
     tls_file_ok TLS_CERT_FILE
     tls_file_ok TLS_KEY_FILE
     check_certificate
+    check_upstream
+}
+
+# NGINX_UPSTREAM is HOST:PORT, a DNS name nginx re-resolves (a name, so `resolve` applies).
+check_upstream() {
+    host=${NGINX_UPSTREAM%:*}
+    port=${NGINX_UPSTREAM##*:}
+    case "$host" in '' | -* | *[!A-Za-z0-9.-]*) port=0 ;; esac
+    case "$port" in '' | *[!0-9]* | ??????*) port=0 ;; esac
+    if [ "$host" = "$NGINX_UPSTREAM" ] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+        fail "NGINX_UPSTREAM must be a DNS name and port such as app:8000, not '$NGINX_UPSTREAM'"
+    fi
+    case "$NGINX_RESOLVER" in
+        resolv.conf) ;;
+        *) ipv4_ok "$NGINX_RESOLVER" || ipv6_ok "$NGINX_RESOLVER" ||
+            fail "NGINX_RESOLVER must be an IP address or 'resolv.conf', not '$NGINX_RESOLVER'" ;;
+    esac
+}
+
+# The DNS server nginx asks: resolv.conf means the container's own first nameserver (on
+# Kubernetes the cluster DNS, whatever its address); nginx wants an IPv6 one in brackets.
+resolver_address() {
+    address=$NGINX_RESOLVER
+    if [ "$address" = resolv.conf ]; then
+        address=$(sed -n 's/^nameserver[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/resolv.conf | head -n 1)
+        [ -n "$address" ] || fail "NGINX_RESOLVER=resolv.conf: /etc/resolv.conf names no nameserver"
+    fi
+    case "$address" in
+        *:*) echo "[$address]" ;;
+        *) echo "$address" ;;
+    esac
 }
 
 # With openssl in the image (the Debian-built one has it), say plainly what nginx would
@@ -195,11 +230,13 @@ HSTS_HEADER=
 [ "$HSTS_MAX_AGE" -gt 0 ] && HSTS_HEADER="max-age=$HSTS_MAX_AGE"
 TLS_REDIRECT_PORT=":$GATEWAY_TLS_PORT"
 [ "$GATEWAY_TLS_PORT" = 443 ] && TLS_REDIRECT_PORT=
+NGINX_RESOLVER_ADDRESS=$(resolver_address)
 
 export NGINX_ACCESS_LOG NGINX_WORKER_PROCESSES NGINX_RESOLVE_SECONDS NGINX_FAIL_TIMEOUT \
     NGINX_READ_TIMEOUT RATE_LIMIT_PER_SECOND RATE_LIMIT_BURST CONNECTIONS_PER_CLIENT \
     MAX_BODY_SIZE LOG_FORMAT METRICS_PUBLIC TLS_CERT_FILE TLS_KEY_FILE TLS_REDIRECT_HTTP \
-    RATE_LIMIT_ON RATE_LIMIT_ZONE_RATE HSTS_HEADER TLS_REDIRECT_PORT
+    RATE_LIMIT_ON RATE_LIMIT_ZONE_RATE HSTS_HEADER TLS_REDIRECT_PORT NGINX_UPSTREAM \
+    NGINX_RESOLVER_ADDRESS
 
 write_trusted_proxies
 rendered=/tmp/nginx.conf
@@ -209,7 +246,8 @@ envsubst '${NGINX_ACCESS_LOG} ${NGINX_WORKER_PROCESSES} ${NGINX_RESOLVE_SECONDS}
     ${NGINX_FAIL_TIMEOUT} ${NGINX_READ_TIMEOUT} ${RATE_LIMIT_PER_SECOND} ${RATE_LIMIT_BURST}
     ${CONNECTIONS_PER_CLIENT} ${MAX_BODY_SIZE} ${LOG_FORMAT} ${METRICS_PUBLIC}
     ${TLS_CERT_FILE} ${TLS_KEY_FILE} ${TLS_REDIRECT_HTTP} ${RATE_LIMIT_ON}
-    ${RATE_LIMIT_ZONE_RATE} ${HSTS_HEADER} ${TLS_REDIRECT_PORT}' \
+    ${RATE_LIMIT_ZONE_RATE} ${HSTS_HEADER} ${TLS_REDIRECT_PORT} ${NGINX_UPSTREAM}
+    ${NGINX_RESOLVER_ADDRESS}' \
     </etc/nginx/gateway/nginx.conf.template >"$rendered"
 
 case "${1:-run}" in

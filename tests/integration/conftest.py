@@ -138,20 +138,6 @@ def extra_stack(stack, name, **settings):
 
 
 @pytest.fixture(scope="session")
-def docker_client():
-    """The Docker engine; under CI=true a missing engine fails instead of skipping."""
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as error:  # noqa: BLE001 - any failure means "no engine"
-        if IN_CI:
-            pytest.fail(f"CI=true but the Docker engine is not reachable: {error}")
-        pytest.skip(f"Docker engine not reachable: {error}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
 def stack(request, docker_client, tmp_path_factory):
     """The stack under test: GATEWAY_URL + GATEWAY_PROJECT name a running one, else start one.
 

@@ -6,7 +6,6 @@ import subprocess
 import time
 
 import pytest
-import yaml
 from conftest import ROOT, free_port
 
 
@@ -53,6 +52,8 @@ BAD_SETTINGS = {
     "HSTS_MAX_AGE": "-1",
     "TRUSTED_PROXIES": "10.0.0.0/8, 10.1.0.0/33",
     "TLS_CERT_FILE": "missing.crt",
+    "NGINX_UPSTREAM": "app",
+    "NGINX_RESOLVER": "kube-dns.kube-system",
 }
 
 
@@ -122,47 +123,3 @@ def test_make_up_fails_within_seconds_on_a_setting_nginx_cannot_take(stack):
     labels = [f"com.docker.compose.project={project}"]
     assert stack.docker.containers.list(all=True, filters={"label": labels}) == []
     assert stack.docker.networks.list(filters={"label": labels}) == []
-
-
-def test_kubernetes_nginx_config_passes_nginx_t(stack, tmp_path):
-    """k8s/base/nginx.conf with each overlay's edge.conf, as the nginx pod would run it."""
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
-        pytest.skip("kubectl is missing: `make k8s-tools` installs it")
-    for overlay in sorted((ROOT / "k8s/overlays").glob("*/kustomization.yaml")):
-        rendered = subprocess.run(
-            [kubectl, "kustomize", str(overlay.parent)], capture_output=True, text=True, check=True
-        ).stdout
-        documents = [d for d in yaml.safe_load_all(rendered) if d]
-        (files,) = [
-            d["data"] for d in documents if d["kind"] == "ConfigMap" and "edge.conf" in d["data"]
-        ]
-        namespace = documents[0]["metadata"].get("namespace", "default")
-        config = tmp_path / overlay.parent.name
-        config.mkdir()
-        (config / "nginx.conf").write_text(
-            files["nginx.conf"].replace("${POD_NAMESPACE}", namespace)
-        )
-        (config / "edge.conf").write_text(files["edge.conf"])
-        # The Secret gateway-tls holds tls.crt and tls.key: the stack's own pair stands in.
-        secret = tmp_path / f"{overlay.parent.name}-tls"
-        secret.mkdir(mode=0o755)
-        shutil.copy(stack.ca.parent / "server.crt", secret / "tls.crt")
-        shutil.copy(stack.ca.parent / "server.key", secret / "tls.key")
-        (secret / "tls.key").chmod(0o644)
-        output = stack.docker.containers.run(
-            nginx_image(stack),
-            entrypoint=["nginx", "-t", "-c", "/etc/nginx/gateway/nginx.conf"],
-            volumes={
-                str(config): {"bind": "/etc/nginx/gateway", "mode": "ro"},
-                str(secret): {"bind": "/etc/nginx/tls", "mode": "ro"},
-            },
-            # The cluster's DNS name, which nginx resolves once when it loads the config.
-            extra_hosts={"kube-dns.kube-system.svc.cluster.local": "127.0.0.1"},
-            user="101:101",
-            read_only=True,
-            tmpfs={"/tmp": ""},
-            remove=True,
-            stderr=True,
-        )
-        assert b"test is successful" in output, (overlay.parent.name, output)

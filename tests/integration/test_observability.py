@@ -153,6 +153,14 @@ def test_stub_status_is_internal_only(stack, session):
     inside = nginx.exec_run(["curl", "-fsS", "http://127.0.0.1:8081/nginx-status"])
     assert inside.exit_code == 0, inside.output
     assert inside.output.startswith(b"Active connections:")
+    # From another container on the Compose network, as Prometheus' exporter asks: its
+    # private address is on stub_status's allow list.
+    (network,) = nginx.attrs["NetworkSettings"]["Networks"]
+    exporter = stack.docker.containers.run(
+        nginx.image, ["curl", "-fsS", "http://nginx:8081/nginx-status"], entrypoint=[],
+        network=network, remove=True,
+    )  # fmt: skip
+    assert exporter.startswith(b"Active connections:")
 
 
 def test_every_replica_log_line_is_json(stack, session):

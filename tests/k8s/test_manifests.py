@@ -16,6 +16,7 @@ OVERLAYS = sorted(p.parent for p in (ROOT / "k8s/overlays").glob("*/kustomizatio
 # The newest release whose schemas the pinned kubernetes-validate ships.
 KUBERNETES_VERSION = "1.37.0"
 APP_PODS = {"app.kubernetes.io/name": "flask-gateway", "app.kubernetes.io/component": "app"}
+PRIVATE_RANGES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
 pytestmark = pytest.mark.k8s
 
@@ -113,12 +114,8 @@ def test_disruption_budget_and_services_select_the_app_pods(rendered):
         assert find(rendered, "Service", name)["spec"]["selector"].items() <= pod_labels.items()
     # nginx balances over the headless Service's per-pod addresses.
     assert find(rendered, "Service", "app-pods")["spec"]["clusterIP"] == "None"
-    nginx_conf = next(
-        d["data"]["nginx.conf"]
-        for d in rendered
-        if d["kind"] == "ConfigMap" and "nginx.conf" in d.get("data", {})
-    )
-    assert "server app-pods.${POD_NAMESPACE}.svc.cluster.local:8000 resolve" in nginx_conf
+    upstream = nginx_environment(rendered)["NGINX_UPSTREAM"]
+    assert upstream == "app-pods.$(POD_NAMESPACE).svc.cluster.local:8000"
 
 
 def test_each_overlay_has_its_own_namespace_and_message():
@@ -136,13 +133,19 @@ def test_each_overlay_has_its_own_namespace_and_message():
     assert len(set(settings)) == len(set(settings.values())) == len(OVERLAYS), settings
 
 
-def nginx_files(documents):
-    """The nginx ConfigMap's files: nginx.conf and edge.conf."""
-    return next(
-        d["data"]
-        for d in documents
-        if d["kind"] == "ConfigMap" and "nginx.conf" in d.get("data", {})
-    )
+def nginx_environment(documents):
+    """The nginx container's settings: its ConfigMap's, then its own env (unexpanded)."""
+    (container,) = find(documents, "Deployment", "nginx")["spec"]["template"]["spec"]["containers"]
+    (source,) = container["envFrom"]
+    settings = dict(find(documents, "ConfigMap", source["configMapRef"]["name"])["data"])
+    settings.update({v["name"]: v.get("value") for v in container["env"]})
+    return settings
+
+
+def start_sh_default(setting):
+    """The default nginx/start.sh gives a setting (`: "${NAME:=default}"`)."""
+    text = (ROOT / "nginx/start.sh").read_text()
+    return re.search(rf'^: "\$\{{{setting}:=([^}}]*)\}}"$', text, re.MULTILINE).group(1)
 
 
 def compose_default(setting):
@@ -170,30 +173,51 @@ def test_nginx_serves_https_and_http2_from_the_tls_secret(rendered):
     assert mount["mountPath"] == "/etc/nginx/tls" and "subPath" not in mount
     service_ports = find(rendered, "Service", "gateway")["spec"]["ports"]
     assert {"name": "https", "port": 443, "targetPort": "https"} in service_ports
-    conf = nginx_files(rendered)["nginx.conf"]
-    for directive in (
-        "listen 8443 ssl;",
-        "http2 on;",
-        "ssl_protocols TLSv1.2 TLSv1.3;",
-        "ssl_certificate /etc/nginx/tls/tls.crt;",
-        "ssl_session_tickets off;",
-    ):
-        assert directive in conf, directive
+    # The template's TLS server, with the Secret's file names and the Service's port.
+    settings = nginx_environment(rendered)
+    assert (settings["TLS_CERT_FILE"], settings["TLS_KEY_FILE"]) == ("tls.crt", "tls.key")
+    assert settings["GATEWAY_TLS_PORT"] == "443"
 
 
 def test_limits_are_the_compose_defaults_and_proxies_are_trusted_only_when_listed(rendered):
-    files = nginx_files(rendered)
-    assert "include /etc/nginx/gateway/edge.conf;" in files["nginx.conf"]
-    edge = [line for line in files["edge.conf"].splitlines() if not line.startswith("#")]
-    limit = compose_default("CONNECTIONS_PER_CLIENT")
-    assert f"limit_conn conn_per_client {limit};" in edge
-    annotations = find(rendered, "Ingress", "gateway")["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/limit-connections"] == limit
-    # No rate limit, as RATE_LIMIT_PER_SECOND=0 in Compose.
-    assert compose_default("RATE_LIMIT_PER_SECOND") == "0"
-    assert not [line for line in edge if line.startswith("limit_req")]
-    trusted = [line for line in edge if line.startswith("set_real_ip_from")]
+    settings = nginx_environment(rendered)
+    for setting in ("CONNECTIONS_PER_CLIENT", "RATE_LIMIT_PER_SECOND", "NGINX_READ_TIMEOUT"):
+        assert settings.get(setting, start_sh_default(setting)) == compose_default(setting)
     namespace = find(rendered, "Deployment", "nginx")["metadata"]["namespace"]
-    # The base trusts no one; customer-b's overlay trusts its load balancer's range.
-    expected = ["set_real_ip_from 10.0.0.0/8;"] if namespace.endswith("customer-b") else []
-    assert trusted == expected
+    # The base trusts the pod networks (only the ingress controller may connect);
+    # customer-b's overlay narrows it to its cluster's.
+    expected = "10.0.0.0/8" if namespace.endswith("customer-b") else PRIVATE_RANGES
+    assert settings["TRUSTED_PROXIES"] == expected
+
+
+def test_nginx_is_configured_by_settings_not_by_a_copy_of_its_configuration(rendered):
+    """One source: the image carries nginx/; no ConfigMap holds an nginx configuration."""
+    for document in (d for d in rendered if d["kind"] == "ConfigMap"):
+        for key, value in document["data"].items():
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*", key), (document["metadata"]["name"], key)
+            assert "\n" not in value and ";" not in value, key
+    (container,) = find(rendered, "Deployment", "nginx")["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("flask-gateway-nginx:")
+    assert "command" not in container and "args" not in container
+    # Every setting it is given is one start.sh reads.
+    start_sh = (ROOT / "nginx/start.sh").read_text()
+    for setting in nginx_environment(rendered):
+        if setting != "POD_NAMESPACE":
+            assert f"${{{setting}" in start_sh, setting
+
+
+def test_nginx_runs_as_a_high_uid_with_its_files_in_the_image(rendered):
+    pod = find(rendered, "Deployment", "nginx")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] >= 10000
+    assert pod["securityContext"]["runAsGroup"] >= 10000
+    dockerfile = (ROOT / "k8s/nginx.Dockerfile").read_text()
+    assert f"USER {pod['securityContext']['runAsUser']}:" in dockerfile
+    # Only emptyDir (/tmp) and the TLS Secret are mounted: the rest is the image's.
+    (container,) = pod["containers"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp", "/etc/nginx/tls"}
+
+
+def test_the_ingress_sends_everything_to_the_nginx_front(rendered):
+    paths = find(rendered, "Ingress", "gateway")["spec"]["rules"][0]["http"]["paths"]
+    backends = [p["backend"]["service"] for p in paths]
+    assert backends == [{"name": "gateway", "port": {"name": "http"}}]
