@@ -9,10 +9,11 @@ Settings (environment): BENCH_QUICK=1 (the smoke run `make test` uses), BENCH_CO
 (10,50,100), BENCH_DURATION (8 s per point), BENCH_REPEATS (3), BENCH_HEADLINE (50: the
 concurrency the ratios and goals are quoted at), BENCH_FIRST_PORT (default: free ports),
 BENCH_OUTPUT (bench/results), BENCH_SETUPS (a comma-separated list of setup or lever
-folder names), BENCH_PROFILE_SECONDS (10; 0 skips the py-spy profile), BENCH_IDLE_SECONDS
-(10: each setup's CPU with no load, for the healthchecks' share), BENCH_FLASK_CALLS
-(10000 per batch of bench/flask_cost.py, Flask's in-process cost). Settings of the
-stack itself (GUNICORN_WORKER_CLASS=gthread, ...) pass through.
+folder names), BENCH_LEVERS (lever folder names measured beside the default setups),
+BENCH_PROFILE_SECONDS (10; 0 skips the py-spy profile), BENCH_IDLE_SECONDS (10: each
+setup's CPU with no load, for the healthchecks' share), BENCH_FLASK_CALLS (10000 per
+batch of bench/flask_cost.py, Flask's in-process cost). Settings of the stack itself
+(GUNICORN_WORKER_CLASS=gthread, ...) pass through.
 """
 
 import json
@@ -186,7 +187,9 @@ def main():
         sys.exit("bench: wrk is missing (make bench installs it)")
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     client = docker.from_env()
-    setups = discover.choose(plan["quick"], os.environ.get("BENCH_SETUPS", ""))
+    setups = discover.choose(
+        plan["quick"], os.environ.get("BENCH_SETUPS", ""), os.environ.get("BENCH_LEVERS", "")
+    )
     rows = {}
     try:
         bring_up(client, setups, rows)
