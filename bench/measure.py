@@ -112,7 +112,8 @@ def counters(client, setup):
 
     totals = {}
     with ThreadPoolExecutor() as pool:
-        for service, values in pool.map(read, containers(client, setup)):
+        running = [c for c in containers(client, setup) if c.status == "running"]
+        for service, values in pool.map(read, running):
             mine = totals.setdefault(service, Counter())
             mine.update(values)
     return totals
