@@ -79,6 +79,11 @@ def ratios(points, setups, summary, headline):
         ("stack", "ceiling", "rps"),
         ("server-floor", "ceiling", "rps"),
     ]
+    # Levers and other servers for the same app (granian): each against the stack.
+    fixed = {"stack", "flask-floor", "single"}
+    for setup in setups:
+        if setup.flask and not setup.peer and setup.name not in fixed:
+            wanted += [(setup.name, "stack", key) for key in ("rps", "p99_ms", "cpu_s_per_1k")]
     found = []
     for top, bottom, key in wanted:
         if top in names and bottom in names and top != bottom:

@@ -54,3 +54,20 @@ def test_limit_is_flask_in_process_plus_the_proxy_floors_nginx():
     assert found["nginx_ms"] == pytest.approx(0.1 - 0.02)
     assert found["limit_ms"] == pytest.approx(0.28)
     assert found["per_setup"][0]["x_limit"]["median"] == pytest.approx(1.2 / 0.28)
+
+
+def test_levers_are_compared_with_the_stack():
+    def setup(name, label):
+        return type("Setup", (), {"name": name, "label": label, "flask": True, "peer": False})
+
+    setups = [setup("stack", "this stack"), setup("gc-freeze", "gc lever")]
+    points = [
+        {"setup": "stack", "c": 50, "repeat": 0, "rps": 100, "p99_ms": 10, "cpu_s_per_1k": 2},
+        {"setup": "gc-freeze", "c": 50, "repeat": 0, "rps": 150, "p99_ms": 5, "cpu_s_per_1k": 1},
+    ]
+    found = {r["name"]: r["median"] for r in analysis.ratios(points, setups, {}, 50)}
+    assert found == {
+        "gc lever ÷ this stack, requests/s": 1.5,
+        "gc lever ÷ this stack, p99": 0.5,
+        "gc lever ÷ this stack, CPU per request": 0.5,
+    }
