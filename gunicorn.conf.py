@@ -4,6 +4,7 @@ Every value comes from an environment variable with a default that works in the
 Compose stack; .env.example documents them all.
 """
 
+import gc
 import os
 import pathlib
 import shutil
@@ -45,6 +46,16 @@ worker_tmp_dir = "/dev/shm"
 # gunicorn 27's control socket would be created under $HOME, which a read-only,
 # passwd-less container does not have; nothing here uses it.
 control_socket_disable = True
+
+#
+# Garbage collection (a lever measured in `make bench`: bench/levers/gc-freeze)
+#
+# GUNICORN_GC_FREEZE=true moves everything the worker holds once the app is loaded
+# (modules, the app, its routes) out of the collector's sight, so no collection walks it
+# again; GUNICORN_GC_GEN0=N (0: Python's own threshold) collects the youngest objects
+# less often. Both only change how often Python pauses to collect, never what is freed.
+gc_freeze = env("GUNICORN_GC_FREEZE", "false").lower() == "true"
+gc_gen0 = int(env("GUNICORN_GC_GEN0", 0))
 
 #
 # Development (make dev)
@@ -113,6 +124,15 @@ def child_exit(server, worker):
 
     # A dead worker's in-flight gauge must not count any more; its counters still do.
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    # After the app is loaded in the worker (there is no --preload): freezing earlier
+    # would leave the app's own objects to the collector.
+    if gc_gen0:
+        gc.set_threshold(gc_gen0, *gc.get_threshold()[1:])
+    if gc_freeze:
+        gc.freeze()
 
 
 def worker_exit(server, worker):

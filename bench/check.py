@@ -40,7 +40,10 @@ def check(client, setup):
 def main():
     client = docker.from_env()
     failed = 0
-    for setup in discover.choose(False, os.environ.get("BENCH_SETUPS", "")):
+    chosen = discover.choose(
+        False, os.environ.get("BENCH_SETUPS", ""), os.environ.get("BENCH_LEVERS", "")
+    )
+    for setup in chosen:
         with console.status(f"checking {setup.label} ({setup.project})"):
             verdict = check(client, setup)
         failed += not verdict.startswith("ok")

@@ -93,11 +93,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def choose(quick, wanted=""):
+def choose(quick, wanted="", extra_levers=""):
     """The setups to measure, each with its environment, a fresh project and a port.
 
     `wanted` (BENCH_SETUPS) names setups or levers; by default every setup, or in quick
-    mode those marked quick.
+    mode those marked quick. `extra_levers` (BENCH_LEVERS) adds levers to either.
     """
     setups, levers = found(SETUPS), found(LEVERS)
     if wanted:
@@ -110,6 +110,10 @@ def choose(quick, wanted=""):
         chosen = [load(folder) for folder in setups.values()]
         if quick:
             chosen = [setup for setup in chosen if setup.quick]
+    for name in (name.strip() for name in extra_levers.split(",") if name.strip()):
+        if name not in levers:
+            raise SystemExit(f"bench: no lever named {name}")
+        chosen.append(load(levers[name]))
     chosen.sort(key=lambda setup: (setup.order, setup.name))
 
     images = {key: value for key, value in dotenv().items() if key.endswith("_IMAGE")}

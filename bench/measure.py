@@ -7,6 +7,7 @@ setup is measured the same way whatever runs inside it.
 import json
 import os
 import platform
+import resource
 import subprocess
 import tempfile
 import time
@@ -88,15 +89,95 @@ def replicas_answering(client, setup, timeout=60):
     return len(expected & seen), len(expected)
 
 
-def cpu_seconds(client, setup):
-    """CPU time used so far by every container of the setup (the cgroups' own counters)."""
+def counters(client, setup):
+    """Per service: CPU seconds (user, kernel), throttled seconds, context switches.
 
-    def used(container):
-        stats = container.stats(stream=False, one_shot=True)
-        return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+    CPU and throttling are the cgroups' own counters (cpu.stat, through the Docker API);
+    context switches are read from /proc for every process the container runs now.
+    """
 
+    def read(container):
+        stats = container.stats(stream=False, one_shot=True)["cpu_stats"]
+        usage = stats["cpu_usage"]
+        switches = 0
+        for row in container.top(ps_args="-o pid")["Processes"]:
+            switches += context_switches(row[0])
+        return container.labels["com.docker.compose.service"], {
+            "cpu_s": usage["total_usage"] / 1e9,
+            "user_s": usage.get("usage_in_usermode", 0) / 1e9,
+            "kernel_s": usage.get("usage_in_kernelmode", 0) / 1e9,
+            "throttled_s": stats.get("throttling_data", {}).get("throttled_time", 0) / 1e9,
+            "context_switches": switches,
+        }
+
+    totals = {}
     with ThreadPoolExecutor() as pool:
-        return sum(pool.map(used, containers(client, setup)))
+        running = [c for c in containers(client, setup) if c.status == "running"]
+        for service, values in pool.map(read, running):
+            mine = totals.setdefault(service, Counter())
+            mine.update(values)
+    return totals
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of one process so far (0 once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    # voluntary_ctxt_switches and nonvoluntary_ctxt_switches
+    return sum(int(line.split()[1]) for line in lines if "ctxt_switches:" in line)
+
+
+def host_counters(port):
+    """What the machine spends outside the containers: softirq and IRQ time (all CPUs, so
+    wrk's side of the network too) and the CPU of the docker-proxy serving `port`."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    # cpu  user nice system idle iowait irq softirq steal ...
+    interrupts = (int(fields[6]) + int(fields[7])) / ticks
+    proxy = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args[0].endswith(b"docker-proxy") and str(port).encode() in args:
+            try:
+                stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            proxy += (int(stat[11]) + int(stat[12])) / ticks
+    return {"interrupts_s": interrupts, "docker_proxy_s": proxy}
+
+
+def difference(after, before):
+    return {key: after[key] - before.get(key, 0) for key in after}
+
+
+def idle_cpu(client, setup, seconds):
+    """CPU seconds per second each service spends with no load: healthchecks, timers."""
+    before = counters(client, setup)
+    time.sleep(seconds)
+    after = counters(client, setup)
+    return {
+        service: (after[service]["cpu_s"] - before.get(service, {}).get("cpu_s", 0)) / seconds
+        for service in after
+    }
+
+
+def flask_cost(client, image, calls):
+    """bench/flask_cost.py in the app image: CPU ms per in-process call of each variant."""
+    output = client.containers.run(
+        image,
+        ["python3", "/bench/flask_cost.py", str(calls)],
+        environment={"PYTHONPATH": "/app"},
+        volumes={str(BENCH / "flask_cost.py"): {"bind": "/bench/flask_cost.py", "mode": "ro"}},
+        network_disabled=True,
+        read_only=True,
+        remove=True,
+    )
+    return json.loads(output.decode().strip().splitlines()[-1])
 
 
 def resident_mib(container):
@@ -130,6 +211,7 @@ def wrk(url, connections, seconds):
     errors = sum(raw[key] for key in raw if key.endswith("_errors") or key == "timeouts")
     return {
         "requests": raw["requests"],
+        "seconds": raw["duration_us"] / 1e6,
         "rps": raw["requests"] / (raw["duration_us"] / 1e6),
         "p50_ms": raw["p50_us"] / 1000,
         "p95_ms": raw["p95_us"] / 1000,
@@ -139,10 +221,20 @@ def wrk(url, connections, seconds):
 
 
 def measure_point(client, setup, connections, seconds):
-    cpu_before = cpu_seconds(client, setup)
+    """One load point, with what every container and the host spent during it."""
+    before, host_before = counters(client, setup), host_counters(setup.port)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     point = wrk(setup.url, connections, seconds)
-    cpu_used = cpu_seconds(client, setup) - cpu_before
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after, host_after = counters(client, setup), host_counters(setup.port)
+    services = {name: difference(after[name], before.get(name, {})) for name in after}
+    cpu_used = sum(used["cpu_s"] for used in services.values())
     point["cpu_s_per_1k"] = 1000 * cpu_used / point["requests"] if point["requests"] else None
+    point["services"] = services
+    point["host"] = difference(host_after, host_before)
+    point["host"]["wrk_s"] = (wrk_after.ru_utime + wrk_after.ru_stime) - (
+        wrk_before.ru_utime + wrk_before.ru_stime
+    )
     return point
 
 

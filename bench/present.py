@@ -83,6 +83,72 @@ def profile_table(report):
     return lines + [""]
 
 
+def limit_section(report):
+    """The limit for this job here, every setup against it, and the stack's breakdown."""
+    limit = report.get("limit")
+    if not limit:
+        return []
+    flask = limit["flask"]
+    lines = [
+        "## The limit, measured",
+        "",
+        f"Flask's own cost: the app's WSGI callable called in-process in the app image "
+        f"(Python {flask['python']}, gc thresholds {tuple(flask['gc_threshold'])}), a "
+        f"prepared `/info` environ with nginx's headers, instrumentation on, "
+        f"{flask['calls']:,} calls per variant, median of 5 batches of "
+        "`time.process_time()` ([bench/flask_cost.py](../flask_cost.py)):",
+        "",
+        "| variant | CPU ms per call |",
+        "|---|---:|",
+    ]
+    for name, ms in flask["ms_per_call"].items():
+        lines.append(f"| {name} | {ms:.4f} |")
+    lines.append("")
+    if limit.get("limit_ms") is None:
+        return lines + ["No nginx proxy floor in this run: no limit to compare with.", ""]
+    lines += [
+        f"nginx's proxying cost: the stack's nginx in front of an nginx answering `/info` "
+        f"itself (`bench/setups/proxy-floor`), the front container's CPU per request "
+        f"without its idle share: **{limit['nginx_ms']:.4f} ms**.",
+        "",
+        f"**The limit = {limit['flask_ms']:.4f} + {limit['nginx_ms']:.4f} = "
+        f"{limit['limit_ms']:.4f} ms of CPU per request**: what no server layer can avoid.",
+        "",
+        f"| setup | CPU ms per request at {report['plan']['headline']} connections | ÷ the limit |",
+        "|---|---:|---:|",
+    ]
+    for row in limit["per_setup"]:
+        lines.append(
+            f"| {row['label']} | {fmt(row['cpu_ms'], 3, True)} | {fmt(row['x_limit'], 2, True)} |"
+        )
+    found = limit.get("breakdown")
+    if found:
+        lines += [
+            "",
+            f"Where the stack's CPU per request goes ({found['requests']:,} requests at "
+            f"{report['plan']['headline']} connections, all repeats pooled; the rows add up "
+            "to the total):",
+            "",
+            "| | ms per request | share |",
+            "|---|---:|---:|",
+        ]
+        for name, ms in found["rows"]:
+            lines.append(f"| {name} | {ms:.4f} | {100 * ms / found['total_ms']:.0f} % |")
+        lines.append(f"| **the stack's containers, total** | **{found['total_ms']:.4f}** | 100 % |")
+        lines += ["", "Outside the containers, per request (not in the stack's figure):", ""]
+        lines += [f"- {name}: {ms:.4f} ms" for name, ms in found["outside"]]
+        lines += [
+            "",
+            "| service | context switches per request | throttled ms per request |",
+            "|---|---:|---:|",
+        ]
+        for service, values in sorted(found["per_service"].items()):
+            lines.append(
+                f"| {service} | {values['context_switches']:.2f} | {values['throttled_ms']:.4f} |"
+            )
+    return lines + [""]
+
+
 def markdown(report):
     """The results as a Markdown document: setups, load, resources, ratios, goals, profile."""
     plan, host = report["plan"], report["machine"]
@@ -117,7 +183,7 @@ def markdown(report):
         )
     lines += [
         "",
-        "Goals (issue 16). Where the stack misses one, the last column shows whether the "
+        "Goals (issues 16 and 21). Where the stack misses one, the last column shows whether the "
         "floors meet it: a goal the Flask floor misses too is out of reach for any Flask app "
         "on this server here, one the server floor misses for any app at all.",
         "",
@@ -126,7 +192,7 @@ def markdown(report):
     ]
     for goal, measured, met, why in report["goals"]:
         lines.append(f"| {goal} | {measured} | {'yes' if met else '**no**'} | {why} |")
-    lines += ["", *profile_table(report)]
+    lines += ["", *limit_section(report), *profile_table(report)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -225,6 +291,12 @@ def closing_note(report, output):
         console.print(
             f"{stat['name']}: [bold]{stat['median']:.2f}[/] "
             f"(min–max {stat['min']:.2f}–{stat['max']:.2f})"
+        )
+    limit = report.get("limit") or {}
+    if limit.get("limit_ms"):
+        console.print(
+            f"limit: {limit['limit_ms']:.4f} ms CPU per request (Flask in-process "
+            f"{limit['flask_ms']:.4f} + nginx proxying {limit['nginx_ms']:.4f})"
         )
     for goal, measured, met, why in report["goals"]:
         verdict = "[green]met" if met else "[red]not met"

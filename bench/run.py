@@ -9,8 +9,11 @@ Settings (environment): BENCH_QUICK=1 (the smoke run `make test` uses), BENCH_CO
 (10,50,100), BENCH_DURATION (8 s per point), BENCH_REPEATS (3), BENCH_HEADLINE (50: the
 concurrency the ratios and goals are quoted at), BENCH_FIRST_PORT (default: free ports),
 BENCH_OUTPUT (bench/results), BENCH_SETUPS (a comma-separated list of setup or lever
-folder names), BENCH_PROFILE_SECONDS (10; 0 skips the py-spy profile). Settings of the
-stack itself (GUNICORN_WORKER_CLASS=gthread, ...) pass through.
+folder names), BENCH_LEVERS (lever folder names measured beside the default setups),
+BENCH_PROFILE_SECONDS (10; 0 skips the py-spy profile), BENCH_IDLE_SECONDS (10: each
+setup's CPU with no load, for the healthchecks' share), BENCH_FLASK_CALLS (10000 per
+batch of bench/flask_cost.py, Flask's in-process cost). Settings of the stack itself
+(GUNICORN_WORKER_CLASS=gthread, ...) pass through.
 """
 
 import json
@@ -48,6 +51,8 @@ def make_plan():
         "repeats": int(setting("BENCH_REPEATS", 1 if quick else 3)),
         "headline": int(setting("BENCH_HEADLINE", 10 if quick else 50)),
         "profile_seconds": int(setting("BENCH_PROFILE_SECONDS", 0 if quick else 10)),
+        "idle_seconds": int(setting("BENCH_IDLE_SECONDS", 2 if quick else 10)),
+        "flask_calls": int(setting("BENCH_FLASK_CALLS", 300 if quick else 10000)),
         "scale_limit": 20,
     }
     overrides = " ".join(
@@ -138,6 +143,30 @@ def resources(client, setups, plan, rows):
                 )
 
 
+def idle(client, setups, plan):
+    """Every setup's CPU per second with no load (healthchecks, timers), one at a time."""
+    found = {}
+    for setup in setups:
+        with console.status(f"{setup.label}: CPU with no load"):
+            found[setup.name] = measure.idle_cpu(client, setup, plan["idle_seconds"])
+    return found
+
+
+def flask_cost(client, setups, plan):
+    """bench/flask_cost.py in the stack's app image: Flask's own CPU per call, no server."""
+    stack = next((s for s in setups if s.name == "stack"), None)
+    if stack is None:
+        return None
+    image = measure.containers(client, stack, stack.app_service)[0].attrs["Config"]["Image"]
+    with console.status(f"Flask in-process in {image}"):
+        found = measure.flask_cost(client, image, plan["flask_calls"])
+    console.log(
+        "Flask in-process, CPU ms per call: "
+        + ", ".join(f"{name} {ms:.4f}" for name, ms in found["ms_per_call"].items())
+    )
+    return found
+
+
 def tear_down(setups):
     for setup in reversed(setups):
         with console.status(f"removing {setup.label}"):
@@ -158,12 +187,16 @@ def main():
         sys.exit("bench: wrk is missing (make bench installs it)")
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     client = docker.from_env()
-    setups = discover.choose(plan["quick"], os.environ.get("BENCH_SETUPS", ""))
+    setups = discover.choose(
+        plan["quick"], os.environ.get("BENCH_SETUPS", ""), os.environ.get("BENCH_LEVERS", "")
+    )
     rows = {}
     try:
         bring_up(client, setups, rows)
+        idle_cpu = idle(client, setups, plan)
         points = load_points(client, setups, plan)
         resources(client, setups, plan, rows)
+        flask = flask_cost(client, setups, plan)
     finally:
         # Every setup, started or not: a failed `up` may have left containers behind.
         tear_down(setups)
@@ -171,6 +204,10 @@ def main():
     summary = analysis.summarise(points, setups, plan["concurrency"])
     found = analysis.ratios(points, setups, summary, plan["headline"])
     rss = {name: row["rss_mib"] for name, row in rows.items()}
+    stack_profile = rows.get("stack", {}).get("profile")
+    limit = analysis.limit(
+        points, setups, summary, idle_cpu, flask, stack_profile, plan["headline"]
+    )
     report = {
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "plan": plan,
@@ -182,7 +219,9 @@ def main():
             for c in plan["concurrency"]
         ],
         "ratios": found,
-        "goals": analysis.goals(setups, summary, found, rss, plan["headline"]),
+        "limit": limit,
+        "idle_cpu": idle_cpu,
+        "goals": analysis.goals(setups, summary, found, rss, plan["headline"], limit),
         "points": points,
     }
     output.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +32,7 @@ def test_quick_bench_writes_table_chart_and_raw_results(docker_client, tmp_path)
     report = json.loads((tmp_path / "latest.json").read_text())
     measured = {point["setup"] for point in report["points"]}
     # The quick smoke: the setups whose setup.toml says quick = true.
-    assert measured == {"stack", "flask-floor", "baseline"}
+    assert measured == {"stack", "flask-floor", "baseline", "proxy-floor"}
     assert all(point["requests"] > 0 for point in report["points"])
     # Every replica of every setup answered through its front before it was measured.
     assert all(row["replicas"][0] == row["replicas"][1] > 0 for row in report["setups"])
@@ -40,14 +42,30 @@ def test_quick_bench_writes_table_chart_and_raw_results(docker_client, tmp_path)
     # Each goal is reported as measured, met or not, and why; the peer goal names the
     # best peer and the floor's figure.
     goals = {goal: why for goal, _measured, _met, why in report["goals"]}
-    assert "best peer: seed baseline" in goals["≥ 1.5× the best peer's requests/s"]
-    assert "Flask floor" in goals["≥ 1.5× the best peer's requests/s"]
+    assert "best peer: seed baseline" in goals["≥ 3× the best peer's requests/s"]
+    assert "Flask floor" in goals["≥ 3× the best peer's requests/s"]
     assert "zero errors everywhere" in goals
+    assert "Flask in-process" in goals["CPU per request ≤ 2× the limit"]
+
+    # The limit: Flask called in-process in the app image, plus the proxy floor's nginx.
+    limit = report["limit"]
+    assert limit["flask"]["ms_per_call"]["this app"] > 0
+    assert limit["limit_ms"] == limit["flask_ms"] + limit["nginx_ms"]
+    assert {row["label"] for row in limit["per_setup"]} >= {"this stack", "nginx proxy floor"}
+    # The breakdown's rows add up to what the stack's containers spent per request.
+    stack_points = [p for p in report["points"] if p["setup"] == "stack"]
+    spent = sum(used["cpu_s"] for p in stack_points for used in p["services"].values())
+    requests = sum(p["requests"] for p in stack_points)
+    breakdown = limit["breakdown"]
+    assert breakdown["total_ms"] == pytest.approx(1000 * spent / requests)
+    assert {"app", "nginx"} <= set(breakdown["per_service"])
 
     table = (tmp_path / "latest.md").read_text()
     assert "| this stack | 10 |" in table
     assert "| seed baseline | 10 |" in table
     assert "| Flask floor | 10 |" in table
+    assert "## The limit, measured" in table
+    assert "| **the stack's containers, total** |" in table
     assert (tmp_path / "latest.png").read_bytes().startswith(PNG_SIGNATURE)
 
     # Nothing the run started is left behind.

@@ -29,9 +29,17 @@ def test_the_default_run_measures_every_setup_and_no_lever(monkeypatch):
     assert len({setup.port for setup in chosen}) == len(chosen)
 
 
-def test_quick_mode_is_the_stack_the_flask_floor_and_the_seed():
+def test_quick_mode_is_the_stack_the_flask_floor_the_seed_and_the_proxy_floor():
     assert {setup.name for setup in discover.choose(quick=True)} == {
         "stack",
         "flask-floor",
         "baseline",
+        "proxy-floor",
     }
+
+
+def test_levers_named_in_bench_levers_join_the_default_setups():
+    chosen = {setup.name for setup in discover.choose(False, "", "gc-freeze,cpuset")}
+    assert chosen == set(discover.found(discover.SETUPS)) | {"gc-freeze", "cpuset"}
+    with pytest.raises(SystemExit, match="no lever named stack"):
+        discover.choose(False, "", "stack")
