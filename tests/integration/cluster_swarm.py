@@ -5,6 +5,7 @@ answers "The swarm does not have a leader" (HTTP 503): the call moves on to the 
 and is retried until one answers or the deadline passes.
 """
 
+import socket
 import time
 
 import docker
@@ -15,16 +16,20 @@ class Managers:
     """Docker SDK clients of every manager, asked in turn until one answers."""
 
     def __init__(self, sockets, timeout=20):
+        self.sockets = sockets
         self.clients = {
-            name: docker.DockerClient(base_url=socket, timeout=timeout)
-            for name, socket in sockets.items()
+            name: docker.DockerClient(base_url=url, timeout=timeout)
+            for name, url in sockets.items()
         }
 
     def call(self, action, deadline_seconds=120):
         """action(client) on the first manager that answers; retried while none does."""
         deadline = time.monotonic() + deadline_seconds
         while True:
-            for client in self.clients.values():
+            for name, client in self.clients.items():
+                if not engine_listens(self.sockets[name]):
+                    last = f"{name}'s engine does not listen"
+                    continue
                 try:
                     return action(client)
                 except docker.errors.APIError as error:
@@ -55,3 +60,15 @@ class Managers:
     def close(self):
         for client in self.clients.values():
             client.close()
+
+
+def engine_listens(url):
+    """Whether an engine listens on this unix:// socket. Probed with a socket of our own:
+    the docker SDK leaves its socket open when the connection is refused."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(url.removeprefix("unix://"))
+        except OSError:
+            return False
+    return True
