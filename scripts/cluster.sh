@@ -177,13 +177,14 @@ lose() {  # lose NODE: as if it lost power
   # no RST, no FIN, no last VRRP advert, nothing. Then every process of the node, engine,
   # containers and keepalived alike.
   cut_cable "$1"
-  local pids
+  local cut_at=$EPOCHREALTIME pids
   pids=$(node_pids "$1")
   if [[ -n $pids ]]; then
     # shellcheck disable=SC2086 # a list of pids
     kill -KILL $pids 2>/dev/null || true
   fi
-  log "$1 lost: cable cut, $(wc -w <<<"$pids") processes SIGKILLed"
+  # The instant of the cut (Unix time), for the tests' count of requests in flight then.
+  log "$1 lost: cable cut at $cut_at, $(wc -w <<<"$pids") processes SIGKILLed"
 }
 
 restore() {  # restore NODE: the machine boots again with its disk (data root) as it was

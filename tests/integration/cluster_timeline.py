@@ -90,9 +90,10 @@ class Timeline:
                 pass
             self._stop.wait(0.5)
 
-    def event(self, label):
-        """Note an event now; return its time on the timeline (seconds since it began)."""
-        at = time.monotonic() - self.began
+    def event(self, label, at=None):
+        """Note an event now (or at monotonic time `at`); return its time on the timeline
+        (seconds since it began)."""
+        at = (time.monotonic() if at is None else at) - self.began
         self.events.append((at, label))
         return at
 
