@@ -91,7 +91,7 @@ lint: lint-tools base-images k8s-lint ## Lint what is shipped: Python, Dockerfil
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(HADOLINT) Dockerfile k8s/nginx.Dockerfile bench/setups/baseline/Dockerfile
-	shellcheck scripts/*.sh scripts/compose nginx/start.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/cluster/*.sh scripts/compose nginx/start.sh .ci/run
 	scripts/lint-config.sh
 
 .PHONY: help base-images up dev down ps logs reload venv lock compose-v2 test test-compose-v1 unit lint-tools lint
@@ -160,10 +160,10 @@ k8s-delete: k8s-tools ## Delete what k8s-apply made
 
 .PHONY: swarm-up swarm-down swarm-test nginx-image k8s-tools k8s-lint k8s-validate k8s-apply k8s-check k8s-delete
 
-# --- Three nodes: a Swarm of three engines on this machine, a worker lost under load ------
+# --- Three nodes: a Swarm of three managers on this machine, any node lost under load ----
 # Each node is a network namespace with a dockerd of its own (scripts/cluster.sh); needs root.
-cluster-tools: ## Make sure the cluster's tools are here (fuse-overlayfs, iproute2, util-linux)
-	@missing=$$(for tool in fuse-overlayfs:fuse-overlayfs ip:iproute2 nsenter:util-linux; do \
+cluster-tools: ## Make sure the cluster's tools are here (fuse-overlayfs, iproute2, util-linux, keepalived)
+	@missing=$$(for tool in fuse-overlayfs:fuse-overlayfs ip:iproute2 nsenter:util-linux keepalived:keepalived; do \
 	  command -v $${tool%%:*} >/dev/null || echo $${tool#*:}; done); \
 	if [[ -n $$missing ]]; then $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q $$missing; fi
 
@@ -176,7 +176,7 @@ cluster-down: ## Remove the three-engine cluster, leaving the host as it was
 cluster-status: ## The cluster's nodes, and which task runs where
 	scripts/cluster.sh status
 
-cluster-test: venv base-images cluster-tools ## Only the cluster test: a worker lost under load, its return, a rolling update (~5 min)
+cluster-test: venv base-images cluster-tools ## Only the cluster test: the address holder, a node, nginx lost under load (~10 min)
 	$(VENV)/bin/pytest -m cluster tests/integration
 
 test: cluster-tools

@@ -30,7 +30,7 @@ save() {
   { ls -d /sys/fs/cgroup/*/*/ 2>/dev/null || true; } >"$dir/cgroups"
   sysctl -a 2>/dev/null | grep -E '^net\.(ipv4\.ip_forward|bridge\.)' | sort >"$dir/sysctl" || true
   # Zombies left out: this host's init reaps the host engine's exited helpers in batches.
-  { pgrep -a -x 'dockerd|containerd|fuse-overlayfs|containerd-shim-runc-v2|docker-proxy' || true; } |
+  { pgrep -a -x 'dockerd|containerd|fuse-overlayfs|containerd-shim-runc-v2|docker-proxy|keepalived' || true; } |
     cut -d' ' -f2- | { grep -v '<defunct>$' || true; } | sort >"$dir/processes"
   for path in /run/gateway-cluster /var/lib/gateway-cluster; do
     if [[ -e $path ]]; then echo "present $path"; else echo "absent"; fi

@@ -1,4 +1,5 @@
-"""Which app task ran on which node, over time, as Swarm reported it: a table and a chart."""
+"""Which app task ran on which node, which node held the floating address and which was the
+Raft leader, over time, as Swarm and the nodes reported it: a table and a chart."""
 
 import threading
 import time
@@ -19,14 +20,20 @@ class TaskSpan:
 
 @dataclass
 class Timeline:
-    """Polls the manager for the service's tasks in a thread; notes events and traffic."""
+    """Polls the managers for the service's tasks in a thread; notes events and traffic.
 
-    client: object
+    `managers` is a cluster_swarm.Managers; `holder` returns the node holding the floating
+    address (or None). Each poll also notes the holder and the Raft leader in `roles`.
+    """
+
+    managers: object
     service: str
+    holder: object = None
     began: float = field(default_factory=time.monotonic)
     spans: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
     traffic: list = field(default_factory=list)
+    roles: list = field(default_factory=list)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -44,14 +51,14 @@ class Timeline:
     def node_name(self, node_id):
         if node_id not in self._nodes:
             # The node's hostname (gwc-n2): cluster.sh gives each engine its own UTS name.
-            for node in self.client.nodes.list():
-                self._nodes[node.id] = node.attrs["Description"]["Hostname"]
+            for node in self.managers.nodes():
+                self._nodes[node["ID"]] = node["Description"]["Hostname"]
         return self._nodes.get(node_id, node_id[:10])
 
     def running(self):
         """The service's running tasks now: task id -> (slot, node, overlay address)."""
         found = {}
-        for task in self.client.api.tasks(filters={"service": self.service}):
+        for task in self.managers.tasks(self.service):
             if task["Status"]["State"] != "running" or task["DesiredState"] != "running":
                 continue
             addresses = [
@@ -70,6 +77,9 @@ class Timeline:
         while not self._stop.is_set():
             try:
                 now = time.monotonic() - self.began
+                if self.holder is not None:
+                    holder = self.holder()
+                    self.roles.append((now, holder, self.managers.leader()))
                 for task_id, (slot, node, address) in self.running().items():
                     span = self.spans.get(task_id)
                     if span is None:
@@ -80,9 +90,10 @@ class Timeline:
                 pass
             self._stop.wait(0.5)
 
-    def event(self, label):
-        """Note an event now; return its time on the timeline (seconds since it began)."""
-        at = time.monotonic() - self.began
+    def event(self, label, at=None):
+        """Note an event now (or at monotonic time `at`); return its time on the timeline
+        (seconds since it began)."""
+        at = (time.monotonic() if at is None else at) - self.began
         self.events.append((at, label))
         return at
 
@@ -122,6 +133,18 @@ def placement_table(columns, nodes, service_short="app"):
     return "\n".join(lines)
 
 
+def role_segments(roles):
+    """From (time, holder, leader) samples: for each role, [(node, start, end)] while it held."""
+    lanes = ([], [])
+    for at, *holders in roles:
+        for segments, node in zip(lanes, holders, strict=True):
+            if segments and segments[-1][0] == node:
+                segments[-1][2] = at
+            else:
+                segments.append([node, at, at])
+    return [[tuple(segment) for segment in segments if segment[0]] for segments in lanes]
+
+
 def draw(timeline, nodes, path, title):
     """Write a PNG: task spans coloured by node above, requests per second below."""
     import matplotlib
@@ -137,8 +160,20 @@ def draw(timeline, nodes, path, title):
     figure, (tasks_axis, traffic_axis) = plt.subplots(
         2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}
     )
+    # Two lanes above the tasks: who held the floating address, who led Raft.
+    lanes = ["floating address", "Raft leader"]
+    for lane, segments in enumerate(role_segments(timeline.roles)):
+        for node, start, end in segments:
+            tasks_axis.barh(
+                lane,
+                max(end - start, 0.5),
+                left=start,
+                height=0.6,
+                color=colours.get(node, "grey"),
+                edgecolor="white",
+            )
     for span in spans:
-        row = slots.index(span.slot)
+        row = len(lanes) + slots.index(span.slot)
         tasks_axis.barh(
             row,
             max(span.last_seen - span.first_seen, 0.5),
@@ -147,11 +182,13 @@ def draw(timeline, nodes, path, title):
             color=colours.get(span.node, "grey"),
             edgecolor="white",
         )
-    tasks_axis.set_yticks(range(len(slots)), [f"app.{slot}" for slot in slots])
+    tasks_axis.set_yticks(
+        range(len(lanes) + len(slots)), [*lanes, *(f"app.{slot}" for slot in slots)]
+    )
     tasks_axis.invert_yaxis()
-    tasks_axis.set_ylabel("task slot")
+    tasks_axis.set_ylabel("role, task slot")
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[node]) for node in nodes]
-    tasks_axis.legend(handles, nodes, title="running on", loc="upper left", bbox_to_anchor=(1, 1))
+    tasks_axis.legend(handles, nodes, title="on node", loc="upper left", bbox_to_anchor=(1, 1))
     figure.suptitle(title, fontsize=10, y=1.0)
     figure.subplots_adjust(top=0.8)
 

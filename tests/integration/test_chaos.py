@@ -213,3 +213,34 @@ def test_hung_replica_leaves_rotation_at_once_and_gunicorn_replaces_its_worker(b
         timeout=60,
         what="healed replica back in rotation",
     )
+
+
+def test_nginx_killed_is_restarted_by_docker_and_only_its_outage_fails(breakable, report):
+    """One machine has one nginx (one host port): its crash is an outage, bounded by Docker's
+    restart. The row of the README's "What happens when…" table that a cluster answers."""
+    (nginx,) = breakable.containers("nginx")
+    restarts = nginx.attrs["RestartCount"]
+    # A rate per client: while nginx is down its port refuses at once, and back-to-back
+    # clients would count thousands of refusals a second.
+    with SteadyTraffic(f"{breakable.url}/info", clients=6, rate=25) as load:
+        load.run_for(2)
+        killed_at = time.monotonic()
+        crash(nginx)  # SIGKILL to nginx's master: a crash, which the restart policy heals
+        wait_for(lambda: restarted(nginx, restarts), what="nginx restarted by Docker")
+        restarted_after = time.monotonic() - killed_at
+        wait_for(
+            lambda: any(o.ok and o.started > killed_at for o in load.outcomes),
+            what="nginx serving again",
+        )
+        load.run_for(2)
+    first_served = min(o.started for o in load.outcomes if o.ok and o.started > killed_at)
+    outage = first_served - killed_at
+    report(
+        load.summary("SIGKILL nginx, Docker restarts it")
+        + f" restarted after {restarted_after:.1f}s, serving again after {outage:.1f}s"
+    )
+    # Failures only in the outage: in flight at the kill, or sent before nginx served again.
+    outside = [o for o in load.failures if o.finished < killed_at or o.started >= first_served]
+    assert outside == [], f"failures outside the outage: {outside[:3]}"
+    assert all(o.ok for o in load.outcomes if o.started >= first_served)
+    assert load.failures, "killing the only nginx cost nothing: was it killed?"
