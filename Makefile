@@ -99,7 +99,7 @@ lint: lint-tools base-images ## Lint what is shipped: Python, Dockerfiles, shell
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(HADOLINT) Dockerfile bench/setups/baseline/Dockerfile
-	shellcheck scripts/*.sh scripts/compose nginx/start.sh .ci/run
+	shellcheck scripts/*.sh scripts/compose nginx/start.sh monitoring/start.sh .ci/run
 	scripts/lint-config.sh
 
 .PHONY: help base-images monitoring-images monitoring up dev down ps logs reload venv lock compose-v2 test test-compose-v1 unit lint-tools lint
