@@ -112,6 +112,15 @@ def scraped_replicas(prometheus):
     return set(by_label(promql(prometheus, 'up{job="gateway-replicas"} == 1'), "instance"))
 
 
+def wait_until_targets_match_docker(stack, prometheus):
+    """Wait until the scraped replicas are exactly the ones the Docker engine runs."""
+    wait_for(
+        lambda: scraped_replicas(prometheus) == set(replica_addresses(stack)),
+        timeout=60,
+        what="the targets are the running replicas",
+    )
+
+
 def firing(prometheus, alertname):
     return promql(prometheus, f'ALERTS{{alertname="{alertname}", alertstate="firing"}}')
 
@@ -130,11 +139,7 @@ def info_counted(prometheus):
 
 def test_prometheus_counts_every_request_of_every_running_replica(monitored, report):
     stack, prometheus = monitored
-    wait_for(
-        lambda: scraped_replicas(prometheus) == set(replica_addresses(stack)),
-        timeout=60,
-        what="every running replica a target",
-    )
+    wait_until_targets_match_docker(stack, prometheus)
     wait_for(
         lambda: promql(prometheus, 'nginx_up{job="nginx"} == 1'),
         timeout=60,
@@ -227,15 +232,12 @@ def test_a_scaled_up_replica_becomes_a_target_and_a_removed_one_leaves(monitored
     appeared = time.monotonic() - scaled
     report(
         f"scaled 3 -> 4: the new replica was a scraped target {appeared:.1f} s after "
-        f"`up --scale` returned (refresh and scrape interval {INTERVAL_SECONDS} s each)"
+        f"`up --scale` returned, its own start included (refresh and scrape interval "
+        f"{INTERVAL_SECONDS} s each)"
     )
     stack.compose("up", "-d", "--no-deps", "--scale", "app=3", "app")
     scaled = time.monotonic()
-    wait_for(
-        lambda: scraped_replicas(prometheus) == set(replica_addresses(stack)),
-        timeout=60,
-        what="the removed replica leaves the targets",
-    )
+    wait_until_targets_match_docker(stack, prometheus)
     report(f"scaled 4 -> 3: the targets matched Docker {time.monotonic() - scaled:.1f} s later")
 
 
@@ -262,11 +264,7 @@ def test_a_stopped_replica_fires_replica_down(monitored, report):
 
 def test_an_unavailable_replica_shows_as_retries(monitored, report):
     stack, prometheus = monitored
-    wait_for(
-        lambda: scraped_replicas(prometheus) == set(replica_addresses(stack)),
-        timeout=60,
-        what="every replica a target again",
-    )
+    wait_until_targets_match_docker(stack, prometheus)
     addresses = replica_addresses(stack)
     sick_address, sick = sorted(addresses.items())[0]
     retried = (
