@@ -26,8 +26,6 @@ MONITORING = {
     "PROMETHEUS_INTERVAL": f"{INTERVAL_SECONDS}s",
     "ALERT_REPLICA_FOR": "5s",
 }
-# Long enough for a DNS refresh, a scrape and a rule evaluation, several times over.
-SETTLE_SECONDS = 8 * INTERVAL_SECONDS
 CONSOLE = ROOT / "monitoring/consoles/gateway.html"
 START_SH = "/etc/prometheus/gateway/start.sh"
 
@@ -110,6 +108,13 @@ def replica_addresses(stack):
 
 def scraped_replicas(prometheus):
     return set(by_label(promql(prometheus, 'up{job="gateway-replicas"} == 1'), "instance"))
+
+
+def discovered_replicas(prometheus):
+    """The replicas' addresses Prometheus has found in Docker's DNS, scraped yet or not."""
+    answer = requests.get(f"{prometheus}/api/v1/targets", timeout=10)
+    targets = answer.json()["data"]["activeTargets"]
+    return {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "gateway-replicas"}
 
 
 def wait_until_targets_match_docker(stack, prometheus):
@@ -228,12 +233,14 @@ def test_a_scaled_up_replica_becomes_a_target_and_a_removed_one_leaves(monitored
     stack.compose("up", "-d", "--no-deps", "--scale", "app=4", "app")
     scaled = time.monotonic()
     (added,) = set(replica_addresses(stack)) - before
+    wait_for(lambda: added in discovered_replicas(prometheus), timeout=60, what="discovery")
+    discovered = time.monotonic() - scaled
     wait_for(lambda: added in scraped_replicas(prometheus), timeout=60, what="the new target")
-    appeared = time.monotonic() - scaled
+    scraped = time.monotonic() - scaled
     report(
-        f"scaled 3 -> 4: the new replica was a scraped target {appeared:.1f} s after "
-        f"`up --scale` returned, its own start included (refresh and scrape interval "
-        f"{INTERVAL_SECONDS} s each)"
+        f"scaled 3 -> 4: the new replica was a target {discovered:.1f} s and scraped "
+        f"{scraped:.1f} s after `up --scale` returned (its own start included; refresh and "
+        f"scrape interval {INTERVAL_SECONDS} s each)"
     )
     stack.compose("up", "-d", "--no-deps", "--scale", "app=3", "app")
     scaled = time.monotonic()
@@ -260,6 +267,28 @@ def test_a_stopped_replica_fires_replica_down(monitored, report):
     report(
         f"replica started again: the alert resolved {time.monotonic() - gone:.1f} s after the stop"
     )
+
+
+def test_a_paused_replica_fires_not_scraped(monitored, report):
+    stack, prometheus = monitored
+    wait_until_targets_match_docker(stack, prometheus)
+    paused = stack.containers("app")[0]
+    # Paused, it stays in Docker's DNS and so a target, but answers nothing.
+    paused.pause()
+    frozen = time.monotonic()
+    try:
+        wait_for(
+            lambda: firing(prometheus, "GatewayReplicaNotScraped"), timeout=90, what="the alert"
+        )
+        (labels,) = firing(prometheus, "GatewayReplicaNotScraped")
+        report(
+            f"one replica paused: GatewayReplicaNotScraped fired for it "
+            f"{time.monotonic() - frozen:.1f} s later"
+        )
+    finally:
+        paused.unpause()
+    assert dict(labels)["instance"] in replica_addresses(stack)
+    assert replica_addresses(stack)[dict(labels)["instance"]].id == paused.id
 
 
 def test_an_unavailable_replica_shows_as_retries(monitored, report):
