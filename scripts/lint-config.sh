@@ -10,7 +10,8 @@ checked=0
 for candidate in "docker compose" .venv/compose-v2/docker-compose docker-compose; do
   # shellcheck disable=SC2086 # "docker compose" is a command and its argument
   if version=$($candidate version --short 2>/dev/null); then
-    COMPOSE=$candidate scripts/compose config -q
+    # The monitoring profile named, so that its services are checked too.
+    COMPOSE_PROFILES=monitoring COMPOSE=$candidate scripts/compose config -q
     echo "lint: docker-compose.yml valid for $candidate (Compose ${version#v})"
     checked=$((checked + 1))
   fi

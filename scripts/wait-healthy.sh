@@ -9,7 +9,9 @@ deadline=$((SECONDS + timeout))
 declare -A first_restart_count
 
 describe() {  # one line per container: id service-N status restart-count exit-code health
-  docker inspect -f '{{.Id}} {{index .Config.Labels "com.docker.compose.service"}}-{{index .Config.Labels "com.docker.compose.container-number"}} {{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' "$@"
+  # (`index`, not .State.Health: that fails for a container without a health check, as
+  # nginx's exporter is)
+  docker inspect -f '{{.Id}} {{index .Config.Labels "com.docker.compose.service"}}-{{index .Config.Labels "com.docker.compose.container-number"}} {{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} {{with index .State "Health"}}{{.Status}}{{else}}no-healthcheck{{end}}' "$@"
 }
 
 last_error_line() {  # the last non-empty line the container wrote (stdout or stderr)

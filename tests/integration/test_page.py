@@ -30,8 +30,9 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def open_page(stack, tmp_path, screenshot_name, virtual_ms=10000):
-    """The page in headless chromium: its DOM after `virtual_ms`, and a screenshot.
+def open_page(stack, tmp_path, screenshot_name, virtual_ms=10000, path="/"):
+    """The page (`path` of the stack's URL) in headless chromium: its DOM after `virtual_ms`,
+    and a screenshot.
 
     Virtual time: the page's 200 ms polls run back to back (virtual_ms / 200 of them), and
     the clock stands still while a request is in flight, so a slow machine sees the same.
@@ -48,7 +49,7 @@ def open_page(stack, tmp_path, screenshot_name, virtual_ms=10000):
             f"--user-data-dir={tmp_path / 'profile'}",
             f"--screenshot={screenshot}",
             "--dump-dom",
-            f"{stack.url}/",
+            f"{stack.url}{path}",
         ],
         capture_output=True,
         text=True,
