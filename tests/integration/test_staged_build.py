@@ -1,0 +1,93 @@
+"""The Dockerfile's stages: the test stage fails the build on a failure, the last one is lean.
+
+`docker build --target test .` runs the Python lint and the unit tests in the replicas' own
+environment; here a copy of the project is broken on purpose (a failing unit test, a lint
+error) and the build of its test stage must fail, naming what broke. The image the stack
+runs (the last stage) must carry no test or build tool.
+"""
+
+import re
+
+import docker
+import pytest
+import yaml
+from conftest import copy_of_project
+
+FAILING_TEST = """
+
+def test_broken_on_purpose():
+    assert "the test stage" == "passes anyway"
+"""
+# Each way to break the copy: (the file, what is appended to it, what the build log names).
+BREAKAGES = {
+    "a failing unit test": (
+        "tests/unit/test_gateway.py",
+        FAILING_TEST,
+        r"FAILED tests/unit/test_gateway\.py::test_broken_on_purpose.*\n.*\b1 failed, \d+ passed",
+    ),
+    "a lint error": ("gateway.py", "\nimport os\n", r"F401 \[\*\] `os` imported but unused"),
+}
+# A build step, and the layer the (legacy) builder committed for it.
+STEP = re.compile(r"^Step \d+/\d+ : ", re.MULTILINE)
+LAYER = re.compile(r"^ ---> ([0-9a-f]{12})$", re.MULTILINE)
+# What the replicas' Python can import of the tools the build stages use.
+TOOLS_PROBE = (
+    "import importlib.util as u;"
+    "print([m for m in ('pip', 'pytest', 'ruff', 'setuptools') if u.find_spec(m)])"
+)
+
+
+def layers_made(log):
+    """The layers a build committed itself (not its base, not from the cache), newest first."""
+    made = []
+    for step in STEP.split(log)[1:]:
+        if not step.startswith("FROM") and " ---> Using cache" not in step:
+            made += LAYER.findall(step)
+    return made[::-1]
+
+
+def build_arguments(stack):
+    """The build arguments Compose passes for the app (PYTHON_IMAGE from .env)."""
+    config = yaml.safe_load(stack.compose("config").stdout)
+    return config["services"]["app"]["build"].get("args", {})
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_the_test_stage_fails_the_build_on(breakage, stack, tmp_path):
+    path, appended, named = BREAKAGES[breakage]
+    folder = copy_of_project(tmp_path)
+    with (folder / path).open("a") as broken:
+        broken.write(appended)
+    log = ""
+    try:
+        stack.docker.images.build(
+            path=str(folder),
+            target="test",
+            buildargs=build_arguments(stack),
+            rm=True,
+            forcerm=True,
+        )
+    except docker.errors.BuildError as error:
+        log = "".join(chunk.get("stream", "") for chunk in error.build_log)
+        print(log[-3000:])
+        assert "returned a non-zero code" in error.msg, error.msg
+    else:
+        pytest.fail(f"the test stage built with {breakage}")
+    finally:
+        # The copy's layers, committed before the failing step; the cached ones stay.
+        for layer in layers_made(log):
+            stack.docker.images.remove(layer, noprune=True)
+    assert re.search(named, log), f"the build log does not name {breakage}"
+
+
+def test_the_image_the_stack_runs_carries_no_test_or_build_tool(stack):
+    (replica, *_) = stack.containers("app")
+    probe = replica.exec_run(["python3", "-c", TOOLS_PROBE])
+    assert probe.exit_code == 0, probe.output
+    assert probe.output.decode().strip() == "[]"
+    image = replica.image
+    # What the replicas need is there, and runs as it did from the one-stage build.
+    assert image.attrs["Config"]["User"] == "10001:10001"
+    assert image.attrs["Config"]["WorkingDir"] == "/app"
+    assert image.attrs["Config"]["Cmd"][0] == "gunicorn"
+    print(f"\nthe stack's image: {image.attrs['Size'] / 1e6:.1f} MB")
