@@ -43,18 +43,31 @@ TOOLS_PROBE = (
 )
 
 
-def layers_of_the_copy(log):
-    """The layers a build committed from the copy's sources on (COPY . .), newest first.
-
-    The dependency layers before them are the project's own (same locks) and stay cached.
-    """
-    steps = STEP.split(log)[1:]
-    sources = next((i for i, step in enumerate(steps) if step.startswith("COPY . .")), len(steps))
+def layers_made(log):
+    """The layers a build committed itself (not its bases, not from the cache), oldest first."""
     made = []
-    for step in steps[sources:]:
+    for step in STEP.split(log)[1:]:
         if not step.startswith("FROM") and " ---> Using cache" not in step:
             made += LAYER.findall(step)
-    return made[::-1]
+    return made
+
+
+@pytest.fixture(scope="module")
+def built_layers(docker_client):
+    """The layers this module's builds made: removed at its end, newest first.
+
+    The second build takes the first one's dependency layers from the cache; only once
+    neither needs them are they removed (each after the layers built on it). A layer that
+    another build on the engine has used as its cache meanwhile is in use, and stays.
+    """
+    layers = []
+    yield layers
+    for layer in reversed(layers):
+        try:
+            docker_client.images.remove(layer, noprune=True)
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: another image is built on it
+                raise
 
 
 def build_arguments(stack):
@@ -64,7 +77,7 @@ def build_arguments(stack):
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES)
-def test_the_test_stage_fails_the_build_on(breakage, stack, tmp_path):
+def test_the_test_stage_fails_the_build_on(breakage, stack, built_layers, tmp_path):
     path, appended, named = BREAKAGES[breakage]
     folder = copy_of_project(tmp_path)
     with (folder / path).open("a") as broken:
@@ -85,9 +98,7 @@ def test_the_test_stage_fails_the_build_on(breakage, stack, tmp_path):
     else:
         pytest.fail(f"the test stage built with {breakage}")
     finally:
-        # The copy's layers, committed before the failing step.
-        for layer in layers_of_the_copy(log):
-            stack.docker.images.remove(layer, noprune=True)
+        built_layers += layers_made(log)
     for pattern in named:
         assert re.search(pattern, log), f"the build log does not name {breakage}: {pattern}"
 
