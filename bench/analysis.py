@@ -24,7 +24,10 @@ def summarise(points, setups, concurrency):
             runs = [p for p in points if p["setup"] == setup.name and p["c"] == connections]
             summary[setup.name, connections] = {
                 key: spread([run[key] for run in runs]) for key in METRICS
-            } | {"errors": sum(run["errors"] for run in runs)}
+            } | {
+                "errors": sum(run["errors"] for run in runs),
+                "restarts": sum(len(run.get("restarted", [])) for run in runs),
+            }
     return summary
 
 
@@ -38,7 +41,8 @@ def ratio(points, headline, top, bottom, key):
         [
             runs[top][key] / runs[bottom][key]
             for runs in by_repeat.values()
-            if top in runs and bottom in runs and runs[bottom][key]
+            # None: no CPU figure for a point in which a container restarted.
+            if top in runs and bottom in runs and runs[top][key] is not None and runs[bottom][key]
         ]
     )
 
@@ -192,6 +196,15 @@ def goals(setups, summary, found, rss, headline, limit=None):
         for s in setups
     }
     failing = [f"{labels[name]} {count}" for name, count in errors.items() if count]
+    restarts = {
+        s.name: sum(summary[s.name, c].get("restarts", 0) for (n, c) in summary if n == s.name)
+        for s in setups
+    }
+    failing += [
+        f"{labels[name]}: {count} container restart(s) during load"
+        for name, count in restarts.items()
+        if count
+    ]
     rows.append(
         (
             "zero errors everywhere",
@@ -336,3 +349,14 @@ def limit(points, setups, summary, idle, flask, profile, headline):
         )
     found["breakdown"] = breakdown(points, idle, profile, headline)
     return found
+
+
+def steal(points, cpus):
+    """Share of the machine's CPU time the hypervisor took away during the load points."""
+    return spread(
+        [
+            point["host"]["steal_s"] / (point["seconds"] * cpus)
+            for point in points
+            if point.get("host") and "steal_s" in point["host"]
+        ]
+    )

@@ -64,6 +64,19 @@ def start(client, setup, log, timeout=150):
     return time.monotonic() - began
 
 
+def stop(setup):
+    """Stop every container of a setup (kept, to be started again): no CPU while others run."""
+    setup.compose("stop", "--timeout", "20")
+
+
+def starts(client, setup):
+    """Every container's (restart count, start time): a change means it restarted."""
+    return {
+        c.name: (c.attrs["RestartCount"], c.attrs["State"]["StartedAt"])
+        for c in containers(client, setup)
+    }
+
+
 def replicas_answering(client, setup, timeout=60):
     """(replicas that answered /info, replicas the engine reports), by hostname.
 
@@ -131,11 +144,15 @@ def context_switches(pid):
 
 def host_counters(port):
     """What the machine spends outside the containers: softirq and IRQ time (all CPUs, so
-    wrk's side of the network too) and the CPU of the docker-proxy serving `port`."""
+    wrk's side of the network too), the CPU of the docker-proxy serving `port`, and the
+    CPU time the hypervisor gave to other guests (steal)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     ticks = os.sysconf("SC_CLK_TCK")
     # cpu  user nice system idle iowait irq softirq steal ...
     interrupts = (int(fields[6]) + int(fields[7])) / ticks
+    # steal: time this virtual machine's CPUs wanted to run and the hypervisor ran
+    # another guest. Not spent by the setup, but it slows every figure down.
+    steal = int(fields[8]) / ticks
     proxy = 0.0
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -148,7 +165,7 @@ def host_counters(port):
             except OSError:
                 continue
             proxy += (int(stat[11]) + int(stat[12])) / ticks
-    return {"interrupts_s": interrupts, "docker_proxy_s": proxy}
+    return {"interrupts_s": interrupts, "docker_proxy_s": proxy, "steal_s": steal}
 
 
 def difference(after, before):
@@ -157,6 +174,7 @@ def difference(after, before):
 
 def idle_cpu(client, setup, seconds):
     """CPU seconds per second each service spends with no load: healthchecks, timers."""
+    time.sleep(2)  # the warm-up's last requests and keepalive timers settle
     before = counters(client, setup)
     time.sleep(seconds)
     after = counters(client, setup)
@@ -221,12 +239,23 @@ def wrk(url, connections, seconds):
 
 
 def measure_point(client, setup, connections, seconds):
-    """One load point, with what every container and the host spent during it."""
+    """One load point, with what every container and the host spent during it.
+
+    A container that restarted during the point (a crash, an OOM kill) starts its cgroup
+    counters again from zero: its CPU is unknown, so the point keeps no CPU figures and
+    names the container under "restarted"; its requests/s and errors stand.
+    """
+    started = starts(client, setup)
     before, host_before = counters(client, setup), host_counters(setup.port)
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     point = wrk(setup.url, connections, seconds)
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     after, host_after = counters(client, setup), host_counters(setup.port)
+    now = starts(client, setup)
+    point["restarted"] = sorted(name for name in now if now[name] != started.get(name))
+    if point["restarted"]:
+        point["cpu_s_per_1k"], point["services"], point["host"] = None, None, None
+        return point
     services = {name: difference(after[name], before.get(name, {})) for name in after}
     cpu_used = sum(used["cpu_s"] for used in services.values())
     point["cpu_s_per_1k"] = 1000 * cpu_used / point["requests"] if point["requests"] else None

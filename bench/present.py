@@ -149,6 +149,17 @@ def limit_section(report):
     return lines + [""]
 
 
+def steal_text(stat):
+    """The hypervisor's share of the CPU during the points: a slower machine, not the stack."""
+    if not stat:
+        return ""
+    return (
+        f" The hypervisor took {stat['median']:.0%} of the CPU time during the points "
+        f"(steal, {stat['min']:.0%}–{stat['max']:.0%}): absolute figures sink with it, "
+        "ratios between setups much less."
+    )
+
+
 def markdown(report):
     """The results as a Markdown document: setups, load, resources, ratios, goals, profile."""
     plan, host = report["plan"], report["machine"]
@@ -159,7 +170,8 @@ def markdown(report):
         f"{host['memory_gib']} GiB, Linux {host['kernel']}, Docker {host['docker']}, "
         f"{host['compose']}, {host['load_generator']}, 1-minute load average "
         f"{host['load_average']} at the end. {plan['repeats']} repeat(s) of {plan['duration']} s "
-        "per point, interleaved; medians, with min–max over repeats for requests/s.",
+        "per point, interleaved, only the measured setup running; medians, with min–max "
+        "over repeats for requests/s." + steal_text(report.get("steal")),
         "",
         *setup_table(report),
         "",
@@ -298,6 +310,8 @@ def closing_note(report, output):
             f"limit: {limit['limit_ms']:.4f} ms CPU per request (Flask in-process "
             f"{limit['flask_ms']:.4f} + nginx proxying {limit['nginx_ms']:.4f})"
         )
+    if report.get("steal"):
+        console.print(steal_text(report["steal"]).strip())
     for goal, measured, met, why in report["goals"]:
         verdict = "[green]met" if met else "[red]not met"
         console.print(f"goal {goal}: {measured} {verdict}[/] ({why})")

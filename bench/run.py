@@ -1,9 +1,13 @@
 """Benchmark every setup under bench/setups/ side by side: `make bench`.
 
-Every setup (bench/discover.py) is started under a Compose project of its own on a port
-of its own, all are up at once, and the load points are interleaved (repeat →
-concurrency → setup), so that the ratios compare measurements taken seconds apart on a
-shared machine. Everything started is removed at the end, also on Ctrl-C or an error.
+Every setup (bench/discover.py) is created under a Compose project of its own on a port
+of its own, and the load points are interleaved (repeat → concurrency → setup), so that
+the ratios compare measurements taken seconds apart on a shared machine. Only the setup
+being measured runs: the others are stopped, because every container's healthcheck
+costs CPU (fifteen setups of five replicas each, all up, saturated two cores in the
+2026-12-03 run). A setup is started again before each of its points, waited on until
+healthy, warmed up, measured and stopped. Everything is removed at the end, also on
+Ctrl-C or an error.
 
 Settings (environment): BENCH_QUICK=1 (the smoke run `make test` uses), BENCH_CONCURRENCY
 (10,50,100), BENCH_DURATION (8 s per point), BENCH_REPEATS (3), BENCH_HEADLINE (50: the
@@ -16,6 +20,7 @@ batch of bench/flask_cost.py, Flask's in-process cost). Settings of the stack it
 (GUNICORN_WORKER_CLASS=gthread, ...) pass through.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -65,7 +70,7 @@ def make_plan():
 
 
 def bring_up(client, setups, rows):
-    """Build and start every setup; check that every replica answers through the front."""
+    """Build every setup, start each once (alone), check that every replica answers."""
     with console.status("building images"):
         for setup in setups:
             setup.compose("build")
@@ -88,6 +93,7 @@ def bring_up(client, setups, rows):
             + (", replicas answering {}/{}".format(*replicas) if replicas else "")
         )
         measure.wrk(setup.url, 10, setup.warmup)
+        measure.stop(setup)
         rows[setup.name] = {
             "name": setup.name,
             "label": setup.label,
@@ -112,42 +118,67 @@ def load_points(client, setups, plan):
                 shift = repeat % len(setups)
                 for setup in setups[shift:] + setups[:shift]:
                     progress.update(task, description=f"{setup.label}, {connections} conn.")
-                    point = measure.measure_point(client, setup, connections, plan["duration"])
+                    with alone(client, setup, connections):
+                        point = measure.measure_point(client, setup, connections, plan["duration"])
+                        # Kept in the report, so that "alone" is a measured fact, not a hope.
+                        point["others_running"] = sum(
+                            c.status == "running"
+                            for other in setups
+                            if other is not setup
+                            for c in measure.containers(client, other)
+                        )
                     points.append({"setup": setup.name, "c": connections, "repeat": repeat} | point)
+                    restarted = (
+                        f"  [red]restarted: {', '.join(point['restarted'])}"
+                        if point["restarted"]
+                        else ""
+                    )
                     progress.console.log(
                         f"{setup.label:30} c={connections:<4} {point['rps']:8.0f} req/s  "
-                        f"p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}"
+                        f"p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}{restarted}"
                     )
                     progress.advance(task)
     return points
 
 
+@contextlib.contextmanager
+def alone(client, setup, connections):
+    """The setup started (the only one running), healthy and warmed up; stopped after."""
+    measure.start(client, setup, console.log)
+    measure.wrk(setup.url, connections, setup.warmup)
+    try:
+        yield
+    finally:
+        measure.stop(setup)
+
+
 def resources(client, setups, plan, rows):
-    """Memory per replica, image sizes, then (full runs) profiles and --scale timing."""
+    """Memory per replica after load, image sizes, then (full runs) profile, --scale timing."""
     for setup in setups:
-        apps = measure.containers(client, setup, setup.app_service) if setup.app_service else []
-        rows[setup.name]["rss_mib"] = [measure.resident_mib(c) for c in apps]
-        rows[setup.name]["process_rss_mib"] = [measure.process_rss_mib(c) for c in apps]
-        rows[setup.name]["images"] = measure.image_mib(client, setup)
-    for setup in setups:
-        if setup.profile and plan["profile_seconds"]:
-            with console.status(f"{setup.label}: profiling a replica"):
-                rows[setup.name]["profile"] = measure.profile(
-                    client, setup, plan["headline"], plan["profile_seconds"]
-                )
-    for setup in setups:
-        if setup.scale and not plan["quick"]:
-            with console.status(f"{setup.label}: timing --scale"):
-                rows[setup.name]["scale_seconds"] = measure.seconds_until_new_replica_answers(
-                    client, setup, plan["scale_limit"]
-                )
+        with alone(client, setup, plan["headline"]):
+            # Memory after a load point's worth of requests, as a replica holds it in use.
+            measure.wrk(setup.url, plan["headline"], plan["duration"])
+            apps = measure.containers(client, setup, setup.app_service) if setup.app_service else []
+            rows[setup.name]["rss_mib"] = [measure.resident_mib(c) for c in apps]
+            rows[setup.name]["process_rss_mib"] = [measure.process_rss_mib(c) for c in apps]
+            rows[setup.name]["images"] = measure.image_mib(client, setup)
+            if setup.profile and plan["profile_seconds"]:
+                with console.status(f"{setup.label}: profiling a replica"):
+                    rows[setup.name]["profile"] = measure.profile(
+                        client, setup, plan["headline"], plan["profile_seconds"]
+                    )
+            if setup.scale and not plan["quick"]:
+                with console.status(f"{setup.label}: timing --scale"):
+                    rows[setup.name]["scale_seconds"] = measure.seconds_until_new_replica_answers(
+                        client, setup, plan["scale_limit"]
+                    )
 
 
 def idle(client, setups, plan):
-    """Every setup's CPU per second with no load (healthchecks, timers), one at a time."""
+    """Every setup's CPU per second with no load (healthchecks, timers), each alone."""
     found = {}
     for setup in setups:
-        with console.status(f"{setup.label}: CPU with no load"):
+        with alone(client, setup, 10), console.status(f"{setup.label}: CPU with no load"):
             found[setup.name] = measure.idle_cpu(client, setup, plan["idle_seconds"])
     return found
 
@@ -158,6 +189,7 @@ def flask_cost(client, setups, plan):
     if stack is None:
         return None
     image = measure.containers(client, stack, stack.app_service)[0].attrs["Config"]["Image"]
+    # Every setup is stopped here: the in-process calls have the machine to themselves.
     with console.status(f"Flask in-process in {image}"):
         found = measure.flask_cost(client, image, plan["flask_calls"])
     console.log(
@@ -201,6 +233,10 @@ def main():
         # Every setup, started or not: a failed `up` may have left containers behind.
         tear_down(setups)
 
+    # The raw points first: an error in the analysis below must not lose the run.
+    output.mkdir(parents=True, exist_ok=True)
+    raw = {"plan": plan, "setups": list(rows.values()), "idle_cpu": idle_cpu, "flask": flask}
+    (output / "latest.json").write_text(json.dumps(raw | {"points": points}, indent=1) + "\n")
     summary = analysis.summarise(points, setups, plan["concurrency"])
     found = analysis.ratios(points, setups, summary, plan["headline"])
     rss = {name: row["rss_mib"] for name, row in rows.items()}
@@ -221,6 +257,7 @@ def main():
         "ratios": found,
         "limit": limit,
         "idle_cpu": idle_cpu,
+        "steal": analysis.steal(points, os.cpu_count()),
         "goals": analysis.goals(setups, summary, found, rss, plan["headline"], limit),
         "points": points,
     }

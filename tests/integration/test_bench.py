@@ -34,6 +34,8 @@ def test_quick_bench_writes_table_chart_and_raw_results(docker_client, tmp_path)
     # The quick smoke: the setups whose setup.toml says quick = true.
     assert measured == {"stack", "flask-floor", "baseline", "proxy-floor"}
     assert all(point["requests"] > 0 for point in report["points"])
+    # Each point ran with every other setup stopped (their healthchecks cost CPU too).
+    assert [point["others_running"] for point in report["points"]] == [0] * 4
     # Every replica of every setup answered through its front before it was measured.
     assert all(row["replicas"][0] == row["replicas"][1] > 0 for row in report["setups"])
     ratio_names = {stat["name"] for stat in report["ratios"]}

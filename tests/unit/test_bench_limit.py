@@ -71,3 +71,39 @@ def test_levers_are_compared_with_the_stack():
         "gc lever ÷ this stack, p99": 0.5,
         "gc lever ÷ this stack, CPU per request": 0.5,
     }
+
+
+def test_a_point_with_a_restart_keeps_no_cpu_and_fails_the_errors_goal():
+    # measure_point's shape when a container restarted: its cgroup counters began again
+    # at zero, so the CPU figures are dropped (a negative CPU per request once came of it).
+    setups = [type("Setup", (), {"name": "stack", "label": "this stack", "flask": True,
+                                 "peer": False})]  # fmt: skip
+    fine = point("stack", {"app": used(1.0)}) | {"repeat": 0, "rps": 500, "p50_ms": 5,
+                                                  "p95_ms": 9, "p99_ms": 10, "errors": 0,
+                                                  "restarted": []}  # fmt: skip
+    broken = fine | {"repeat": 1, "cpu_s_per_1k": None, "services": None, "host": None,
+                     "restarted": ["benchstack-app-3"]}  # fmt: skip
+    summary = analysis.summarise([fine, broken], setups, [50])
+    assert summary["stack", 50]["cpu_s_per_1k"]["max"] == fine["cpu_s_per_1k"]
+    assert summary["stack", 50]["restarts"] == 1
+    assert analysis.breakdown([fine, broken], IDLE, PROFILE, 50)["requests"] == 1000
+    # A lever's ratio to the stack skips the repeat with no CPU figure.
+    lever = [{"setup": "gc-freeze", "c": 50, "repeat": r, "rps": 600, "p99_ms": 9,
+              "cpu_s_per_1k": 0.5} for r in (0, 1)]  # fmt: skip
+    both = setups + [type("Setup", (), {"name": "gc-freeze", "label": "gc lever",
+                                        "flask": True, "peer": False})]  # fmt: skip
+    ratios = {r["name"]: r for r in analysis.ratios([fine, broken, *lever], both, summary, 50)}
+    assert ratios["gc lever ÷ this stack, CPU per request"]["median"] == 0.5
+    assert ratios["gc lever ÷ this stack, requests/s"]["max"] == 1.2
+    rows = {row[0]: row for row in analysis.goals(setups, summary, [], {}, 50)}
+    goal, measured, met, why = rows["zero errors everywhere"]
+    assert not met and "1 container restart(s)" in why
+
+
+def test_steal_is_the_share_of_the_machines_cpu_time_taken_by_the_hypervisor():
+    # Two CPUs for 2 s = 4 CPU-seconds; 1 s of steal is a quarter, whatever the setup.
+    points = [{"seconds": 2.0, "host": HOST | {"steal_s": 1.0}},
+              {"seconds": 2.0, "host": HOST | {"steal_s": 0.2}},
+              {"seconds": 2.0, "host": None}]  # fmt: skip
+    found = analysis.steal(points, cpus=2)
+    assert (found["min"], found["max"]) == (pytest.approx(0.05), pytest.approx(0.25))

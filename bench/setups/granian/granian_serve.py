@@ -28,6 +28,12 @@ COMMAND = [
     "--host", "0.0.0.0",
     "--port", "8000",
     "--workers", "1",
+    # Granian's default lets a WSGI worker start up to 512 Python threads: under 50
+    # connections it hit the replica's pids_limit (128), a runtime thread could not be
+    # spawned, the worker panicked and Docker restarted the replica (the 2026-12-03
+    # runs). Four threads, and at most 64 requests taken in at once per replica.
+    "--blocking-threads", "4",
+    "--backpressure", "64",
     "--workers-kill-timeout", "20",
     "--access-log" if access_log else "--no-access-log",
     "gateway:create_app",
