@@ -208,6 +208,20 @@ def markdown(report):
     return "\n".join(lines).rstrip() + "\n"
 
 
+def limit_text(report):
+    """The stack's CPU per request against the limit, in one sentence (or nothing)."""
+    limit = report.get("limit") or {}
+    stack = next((row for row in limit.get("per_setup", []) if row["label"] == "this stack"), None)
+    if not limit.get("limit_ms") or not stack or not stack["x_limit"]:
+        return ""
+    x = stack["x_limit"]
+    return (
+        f"CPU per request: {x['median']:.2f}× ({x['min']:.2f}–{x['max']:.2f}) the limit of "
+        f"{limit['limit_ms']:.3f} ms (this app in-process {limit['flask_ms']:.3f} + nginx "
+        f"proxying {limit['nginx_ms']:.3f}). "
+    )
+
+
 def readme_summary(report):
     """The few lines the README shows: the stack against each peer, and the goals met."""
     plan = report["plan"]
@@ -235,7 +249,7 @@ def readme_summary(report):
             lines.append(f"| [{row['label']}]({row['folder']}) | " + " | ".join(cells) + " |")
     met = [goal for goal, _, ok, _ in report["goals"] if ok]
     missed = [goal for goal, _, ok, _ in report["goals"] if not ok]
-    lines += ["", f"Goals met: {len(met)} of {len(report['goals'])}."]
+    lines += ["", limit_text(report) + f"Goals met: {len(met)} of {len(report['goals'])}."]
     if missed:
         lines[-1] += " Missed: " + "; ".join(missed) + " (why: the goals table in latest.md)."
     return "\n".join(lines) + "\n"
@@ -248,6 +262,8 @@ def chart(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if len(report["plan"]["concurrency"]) == 1:
+        return bar_chart(report, path, plt)
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.8))
     for label in dict.fromkeys(row["label"] for row in report["summary"]):
         rows = [row for row in report["summary"] if row["label"] == label]
@@ -281,6 +297,38 @@ def chart(report, path):
     )
     rows_of_legend = -(-len(labels) // 5)
     figure.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def bar_chart(report, path, plt):
+    """One concurrency: a bar per setup for requests/s (min–max) and for p99, CPU per request."""
+    rows = report["summary"]
+    labels = [row["label"] for row in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 0.42 * len(rows) + 1.6), sharey=True)
+    for ax, key, title in (
+        (axes[0], "rps", "requests/s (log)"),
+        (axes[1], "p99_ms", "p99 ms"),
+        (axes[2], "cpu_s_per_1k", "CPU ms per request"),
+    ):
+        stats = [row[key] or {"median": 0, "min": 0, "max": 0} for row in rows]
+        medians = [stat["median"] for stat in stats]
+        spread = [[m - stat["min"] for m, stat in zip(medians, stats, strict=True)],
+                  [stat["max"] - m for m, stat in zip(medians, stats, strict=True)]]  # fmt: skip
+        colours = ["tab:red" if label == "this stack" else "tab:blue" for label in labels]
+        ax.barh(labels, medians, xerr=spread, color=colours, capsize=3)
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_xscale("log")  # the ceiling is ten times the rest
+    axes[0].invert_yaxis()
+    host = report["machine"]
+    figure.suptitle(
+        f"{report['plan']['headline']} connections, median and min–max over "
+        f"{report['plan']['repeats']} repeats — {host['cpus']} CPUs, Docker {host['docker']}, "
+        f"{report['finished']}",
+        fontsize=9,
+    )
+    figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

@@ -237,17 +237,29 @@ def main():
     output.mkdir(parents=True, exist_ok=True)
     raw = {"plan": plan, "setups": list(rows.values()), "idle_cpu": idle_cpu, "flask": flask}
     (output / "latest.json").write_text(json.dumps(raw | {"points": points}, indent=1) + "\n")
+    raw |= {
+        "points": points,
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": measure.machine(),
+    }
+    write_report(raw, setups, output)
+
+
+def write_report(raw, setups, output):
+    """From a run's raw figures: ratios, limit, goals; latest.json/.md/.png, README lines."""
+    plan, points, rows = raw["plan"], raw["points"], {row["name"]: row for row in raw["setups"]}
+    idle_cpu = raw["idle_cpu"]
     summary = analysis.summarise(points, setups, plan["concurrency"])
     found = analysis.ratios(points, setups, summary, plan["headline"])
     rss = {name: row["rss_mib"] for name, row in rows.items()}
     stack_profile = rows.get("stack", {}).get("profile")
     limit = analysis.limit(
-        points, setups, summary, idle_cpu, flask, stack_profile, plan["headline"]
+        points, setups, summary, idle_cpu, raw["flask"], stack_profile, plan["headline"]
     )
     report = {
-        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "finished": raw["finished"],
         "plan": plan,
-        "machine": measure.machine(),
+        "machine": raw["machine"],
         "setups": list(rows.values()),
         "summary": [
             {"setup": s.name, "label": s.label, "c": c, **summary[s.name, c]}
@@ -256,8 +268,9 @@ def main():
         ],
         "ratios": found,
         "limit": limit,
+        "flask": raw["flask"],
         "idle_cpu": idle_cpu,
-        "steal": analysis.steal(points, os.cpu_count()),
+        "steal": analysis.steal(points, raw["machine"]["cpus"]),
         "goals": analysis.goals(setups, summary, found, rss, plan["headline"], limit),
         "points": points,
     }
@@ -268,6 +281,19 @@ def main():
     if output == discover.ROOT / "bench" / "results":
         show_in_readme(present.readme_summary(report))
     present.closing_note(report, output)
+
+
+def report_again(path):
+    """`run.py --report-only [latest.json]`: the report of a finished run, written anew
+    from its raw figures (after a change to the analysis or the tables), without
+    measuring again. The setups are read from the folders the run recorded."""
+    raw = json.loads(path.read_text())
+    # A report written before "flask" was kept at the top holds it under "limit".
+    raw.setdefault("flask", (raw.get("limit") or {}).get("flask"))
+    setups = [discover.load(discover.ROOT / row["folder"]) for row in raw["setups"]]
+    for setup, row in zip(setups, raw["setups"], strict=True):
+        setup.project = row["project"]
+    write_report(raw, setups, path.parent)
 
 
 def show_in_readme(results):
@@ -282,4 +308,9 @@ def show_in_readme(results):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--report-only"]:
+        report_again(
+            Path(sys.argv[2] if len(sys.argv) > 2 else "bench/results/latest.json").resolve()
+        )
+    else:
+        main()

@@ -70,6 +70,18 @@ def test_quick_bench_writes_table_chart_and_raw_results(docker_client, tmp_path)
     assert "| **the stack's containers, total** |" in table
     assert (tmp_path / "latest.png").read_bytes().startswith(PNG_SIGNATURE)
 
+    # The report can be written again from the run's own figures, without measuring.
+    (tmp_path / "latest.md").unlink()
+    again = subprocess.run(
+        [sys.executable, ROOT / "bench/run.py", "--report-only", tmp_path / "latest.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert (tmp_path / "latest.md").read_text() == table
+
     # Nothing the run started is left behind.
     for setup in report["setups"]:
         label = f"com.docker.compose.project={setup['project']}"
