@@ -229,7 +229,7 @@ test: cluster-tools
 bench-tools: ## Install the load generator (wrk, from Debian's packages) when missing
 	@command -v wrk >/dev/null || { $(AS_ROOT) apt-get update -q && $(AS_ROOT) apt-get install -y -q wrk; }
 
-bench: venv base-images bench-tools ## Measure every setup in bench/setups/ side by side, one running at a time (~40 min); writes bench/results/
+bench: venv base-images bench-tools ## Measure every setup in bench/setups/ side by side, one running at a time (~45 min); writes bench/results/
 	$(VENV)/bin/python bench/run.py
 
 bench-check: venv base-images ## Start each setup, check that all its replicas answer, remove it (no load)

@@ -1,13 +1,13 @@
 """Benchmark every setup under bench/setups/ side by side: `make bench`.
 
 Every setup (bench/discover.py) is created under a Compose project of its own on a port
-of its own, and the load points are interleaved (repeat → concurrency → setup), so that
+of its own, and the load points are interleaved (repeat → setup → concurrency), so that
 the ratios compare measurements taken seconds apart on a shared machine. Only the setup
 being measured runs: the others are stopped, because every container's healthcheck
 costs CPU (fifteen setups of five replicas each, all up, saturated two cores in the
-2026-12-03 run). A setup is started again before each of its points, waited on until
-healthy, warmed up, measured and stopped. Everything is removed at the end, also on
-Ctrl-C or an error.
+2026-12-03 run). A setup is started again for each repeat, waited on until healthy,
+warmed up, measured at every concurrency and stopped. Everything is removed at the end,
+also on Ctrl-C or an error.
 
 Settings (environment): BENCH_QUICK=1 (the smoke run `make test` uses), BENCH_CONCURRENCY
 (10,50,100), BENCH_DURATION (8 s per point), BENCH_REPEATS (3), BENCH_HEADLINE (50: the
@@ -107,18 +107,23 @@ def bring_up(client, setups, rows):
 
 
 def load_points(client, setups, plan):
-    """Every point, interleaved: repeat → concurrency → setup, in a rotating order."""
+    """Every point, interleaved: repeat → setup (in a rotating order) → concurrency.
+
+    A setup is started once per repeat and measured at every concurrency before it is
+    stopped again: starting costs more than a point, and the setups still take turns
+    within seconds of each other.
+    """
     points = []
     total = plan["repeats"] * len(plan["concurrency"]) * len(setups)
     with Progress(console=console) as progress:
         task = progress.add_task("measuring", total=total)
         for repeat in range(plan["repeats"]):
-            for connections in plan["concurrency"]:
-                # Rotate the order so that no setup always follows the same one.
-                shift = repeat % len(setups)
-                for setup in setups[shift:] + setups[:shift]:
-                    progress.update(task, description=f"{setup.label}, {connections} conn.")
-                    with alone(client, setup, connections):
+            # Rotate the order so that no setup always follows the same one.
+            shift = repeat % len(setups)
+            for setup in setups[shift:] + setups[:shift]:
+                progress.update(task, description=f"{setup.label}, repeat {repeat + 1}")
+                with alone(client, setup, plan["concurrency"][0]):
+                    for connections in plan["concurrency"]:
                         point = measure.measure_point(client, setup, connections, plan["duration"])
                         # Kept in the report, so that "alone" is a measured fact, not a hope.
                         point["others_running"] = sum(
@@ -127,18 +132,20 @@ def load_points(client, setups, plan):
                             if other is not setup
                             for c in measure.containers(client, other)
                         )
-                    points.append({"setup": setup.name, "c": connections, "repeat": repeat} | point)
-                    restarted = (
-                        f"  [red]restarted: {', '.join(point['restarted'])}"
-                        if point["restarted"]
-                        else ""
-                    )
-                    progress.console.log(
-                        f"{setup.label:30} c={connections:<4} {point['rps']:8.0f} req/s  "
-                        f"p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}{restarted}"
-                    )
-                    progress.advance(task)
+                        points.append(
+                            {"setup": setup.name, "c": connections, "repeat": repeat} | point
+                        )
+                        log_point(progress, setup, connections, point)
+                        progress.advance(task)
     return points
+
+
+def log_point(progress, setup, connections, point):
+    restarted = f"  [red]restarted: {', '.join(point['restarted'])}" if point["restarted"] else ""
+    progress.console.log(
+        f"{setup.label:30} c={connections:<4} {point['rps']:8.0f} req/s  "
+        f"p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}{restarted}"
+    )
 
 
 @contextlib.contextmanager
