@@ -281,7 +281,6 @@ def write_report(raw, setups, output):
         "goals": analysis.goals(setups, summary, found, rss, plan["headline"], limit),
         "points": points,
     }
-    output.mkdir(parents=True, exist_ok=True)
     (output / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
     (output / "latest.md").write_text(present.markdown(report))
     present.chart(report, output / "latest.png")
@@ -294,7 +293,12 @@ def report_again(path):
     """`run.py --report-only [latest.json]`: the report of a finished run, written anew
     from its raw figures (after a change to the analysis or the tables), without
     measuring again. The setups are read from the folders the run recorded."""
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        sys.exit(f"bench: cannot read a run's report from {path}: {error}")
+    if "points" not in raw or "setups" not in raw:
+        sys.exit(f"bench: {path} holds no run's points and setups (not a make bench report)")
     # A report written before "flask" was kept at the top holds it under "limit".
     raw.setdefault("flask", (raw.get("limit") or {}).get("flask"))
     setups = [discover.load(discover.ROOT / row["folder"]) for row in raw["setups"]]

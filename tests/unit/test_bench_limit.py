@@ -107,3 +107,14 @@ def test_steal_is_the_share_of_the_machines_cpu_time_taken_by_the_hypervisor():
               {"seconds": 2.0, "host": None}]  # fmt: skip
     found = analysis.steal(points, cpus=2)
     assert (found["min"], found["max"]) == (pytest.approx(0.05), pytest.approx(0.25))
+
+
+def test_report_only_refuses_a_file_that_is_not_a_run_with_a_clear_message(tmp_path):
+    import subprocess
+
+    (tmp_path / "other.json").write_text("{}")
+    for path, said in ((tmp_path / "missing.json", "cannot read a run's report"),
+                       (tmp_path / "other.json", "not a make bench report")):  # fmt: skip
+        found = subprocess.run([sys.executable, BENCH / "run.py", "--report-only", path],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert found.returncode == 1 and said in found.stderr
